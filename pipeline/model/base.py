@@ -1,0 +1,83 @@
+"""The propagator interface every colorization model implements.
+
+Conventions at this boundary (all models, all callers):
+- Work happens at a *working resolution* chosen by the caller (``work_size``); the caller
+  downsizes luma before ``step`` and brings chroma back to full resolution afterwards,
+  guided by the full-resolution luma (``pipeline.model.upsample``).
+- luma:   H x W float32 in [0, 1] (the film's Y' plane, normalised, range-expanded).
+- chroma: 2 x H x W float32, (Cb, Cr) offsets in [-0.5, 0.5] in the output's Y'CbCr
+  matrix; 0 is neutral grey.
+- A propagator is stateful per scene: ``new_scene`` resets all memory and seeds it with
+  the scene's exemplars; ``step`` is called once per frame *in processing order* (the
+  caller decides direction: forward from an exemplar, or backward towards the scene start).
+- Deterministic: the same calls give the same outputs.
+"""
+
+from __future__ import annotations
+
+import abc
+from dataclasses import dataclass
+from typing import Callable
+
+import numpy as np
+
+
+@dataclass(frozen=True)
+class Exemplar:
+    """A colour reference at working resolution."""
+
+    frame: int  # 0-based frame index of the film that the exemplar shows
+    luma: np.ndarray  # H x W float32 [0, 1]
+    chroma: np.ndarray  # 2 x H x W float32 [-0.5, 0.5]
+    sha256: str = ""  # of the source image file, for the run record
+
+
+class Propagator(abc.ABC):
+    """Carries colour from a scene's exemplar(s) to its frames, one frame at a time."""
+
+    #: short name used on the command line and in the run record
+    name: str = "base"
+    version: str = "0"
+
+    @abc.abstractmethod
+    def new_scene(self, exemplars: list[Exemplar]) -> None:
+        """Forget everything and start a scene seeded with these exemplars (>= 1)."""
+
+    @abc.abstractmethod
+    def step(self, luma: np.ndarray) -> np.ndarray:
+        """luma: H x W float32 -> chroma: 2 x H x W float32 for this frame."""
+
+    def weights_sha256(self) -> str:
+        """sha256 of the weights file, '' for models without learned weights."""
+        return ""
+
+
+_REGISTRY: dict[str, Callable[..., Propagator]] = {}
+
+
+def register(name: str, factory: Callable[..., Propagator]) -> None:
+    _REGISTRY[name] = factory
+
+
+def available() -> list[str]:
+    _load_builtin()
+    return sorted(_REGISTRY)
+
+
+def create(name: str, **kwargs) -> Propagator:
+    _load_builtin()
+    if name not in _REGISTRY:
+        raise KeyError(f"unknown model {name!r} (available: {', '.join(sorted(_REGISTRY))})")
+    return _REGISTRY[name](**kwargs)
+
+
+def _load_builtin() -> None:
+    # Imported lazily so that `import pipeline.model` stays cheap (no torch at import).
+    import importlib
+
+    for mod in ("pipeline.model.flow", "pipeline.model.memnet"):
+        try:
+            importlib.import_module(mod)
+        except ModuleNotFoundError as exc:  # a model module that is not written yet
+            if exc.name != mod:
+                raise
