@@ -1,0 +1,175 @@
+"""Output codecs: which encoder, pixel format and tags a film is written with.
+
+Segments are encoded by the actors; assembly copies their packets into the output when
+the codec is intra-only (FFV1, ProRes) and transcodes once when it is not (H.264, whose
+segments are FFV1 in the output's pixel format so the final encode sees exact frames).
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field
+
+import av
+import numpy as np
+
+from pipeline.errors import InputError
+from pipeline.io import FilmInfo, plane_array
+
+EXTENSIONS = {".mkv": "ffv1", ".mov": "prores", ".mp4": "h264"}
+CONTAINERS = {"ffv1": "matroska", "prores": "mov", "h264": "mp4"}
+
+# AVColorSpace / AVColorPrimaries / AVColorTransferCharacteristic values.
+BT709, UNSPECIFIED, BT470BG, SMPTE170M = 1, 2, 5, 6
+
+
+@dataclass(frozen=True)
+class OutputSpec:
+    codec: str  # 'ffv1' | 'prores' | 'h264'
+    encoder: str  # FFmpeg encoder name
+    pix_fmt: str
+    bit_depth: int
+    chroma: str  # '420' | '422' | '444'
+    container: str  # FFmpeg muxer of the final output
+    options: dict = field(default_factory=dict)
+    intra: bool = True
+    colorspace: int = BT709
+    color_primaries: int = BT709
+    color_trc: int = BT709
+    full_range: bool = False
+
+    @property
+    def segment_encoder(self) -> str:
+        # Inter codecs are assembled from lossless FFV1 segments and encoded once.
+        return self.encoder if self.intra else "ffv1"
+
+    @property
+    def segment_options(self) -> dict:
+        return self.options if self.intra else FFV1_OPTIONS
+
+    def chroma_size(self, width: int, height: int) -> tuple[int, int]:
+        sx = 2 if self.chroma in ("420", "422") else 1
+        sy = 2 if self.chroma == "420" else 1
+        return -(-width // sx), -(-height // sy)
+
+    @property
+    def matrix(self) -> str:
+        return "bt601" if self.colorspace in (BT470BG, SMPTE170M) else "bt709"
+
+
+# FFV1 version 3 archival settings (DESIGN.md): GOP 1, 16 slices, slice CRCs.
+FFV1_OPTIONS = {"level": "3", "g": "1", "slices": "16", "slicecrc": "1", "coder": "1", "context": "1"}
+PRORES_OPTIONS = {"profile": "3", "vendor": "apl0", "bits_per_mb": "8000"}  # 422 HQ
+H264_OPTIONS = {"crf": "18", "preset": "medium", "profile": "high", "g": "48"}
+
+
+def codec_for(output: str, codec: str | None) -> str:
+    if codec:
+        if codec not in CONTAINERS:
+            raise InputError(f"unsupported codec {codec!r} (use ffv1, prores or h264)")
+        return codec
+    ext = os.path.splitext(output)[1].lower()
+    if ext not in EXTENSIONS:
+        raise InputError(
+            f"{output}: unsupported output extension {ext or '(none)'!r} (use .mkv, .mov or .mp4)"
+        )
+    return EXTENSIONS[ext]
+
+
+def output_spec(info: FilmInfo, codec: str) -> OutputSpec:
+    """The output format for this film: keep luma depth and layout where the codec allows."""
+    tags = _color_tags(info)
+    if codec == "ffv1":
+        chroma = "420" if info.chroma == "gray" else info.chroma
+        depth = info.bit_depth if info.bit_depth in (8, 10) else 10
+        fmt = f"yuv{chroma}p" + ("10le" if depth == 10 else "")
+        return OutputSpec("ffv1", "ffv1", fmt, depth, chroma, "matroska", FFV1_OPTIONS, True, *tags)
+    if codec == "prores":
+        return OutputSpec("prores", "prores_ks", "yuv422p10le", 10, "422", "mov", PRORES_OPTIONS, True, *tags)
+    return OutputSpec("h264", "libx264", "yuv420p", 8, "420", "mp4", H264_OPTIONS, False, *tags)
+
+
+def _color_tags(info: FilmInfo) -> tuple[int, int, int, bool]:
+    """Input tags where present; otherwise BT.709 (HD) / BT.601 (SD), written explicitly.
+
+    Gray input without a range tag is full range (that is how FFmpeg treats gray)."""
+    sd = info.height < 720
+    space = info.colorspace if info.colorspace != UNSPECIFIED else (SMPTE170M if sd else BT709)
+    prim = info.color_primaries if info.color_primaries != UNSPECIFIED else (SMPTE170M if sd else BT709)
+    trc = info.color_trc if info.color_trc != UNSPECIFIED else (SMPTE170M if sd else BT709)
+    return space, prim, trc, info.full_range
+
+
+def convert_luma(luma: np.ndarray, info: FilmInfo, spec: OutputSpec) -> np.ndarray:
+    """Input luma code values -> output code values. Identity when depth and range match
+    (the FFV1 guarantee); otherwise an exact integer rescale."""
+    shift = spec.bit_depth - info.bit_depth
+    if shift == 0:
+        return luma
+    dtype = np.uint8 if spec.bit_depth == 8 else np.uint16
+    if shift > 0:
+        return luma.astype(dtype) << shift
+    return ((luma.astype(np.uint32) + (1 << (-shift - 1))) >> -shift).clip(0, 255).astype(dtype)
+
+
+def chroma_to_code(chroma: np.ndarray, spec: OutputSpec) -> np.ndarray:
+    """2 x h x w float offsets in [-0.5, 0.5] -> 2 x h x w code values of the output depth."""
+    scale = 1 << (spec.bit_depth - 8)
+    span = (255.0 if spec.full_range else 224.0) * scale
+    mid = 128.0 * scale
+    lo, hi = (0, 255 * scale + scale - 1) if spec.full_range else (16 * scale, 240 * scale)
+    code = np.rint(mid + chroma * span).clip(lo, hi)
+    return code.astype(np.uint8 if spec.bit_depth == 8 else np.uint16)
+
+
+def make_frame(y: np.ndarray, cb: np.ndarray, cr: np.ndarray, pix_fmt: str) -> av.VideoFrame:
+    """A VideoFrame from planes (code values), written directly: no colour conversion."""
+    h, w = y.shape
+    frame = av.VideoFrame(w, h, pix_fmt)
+    dtype = y.dtype
+    for plane, data in zip(frame.planes, (y, cb, cr)):
+        plane_array(plane, data.shape[1], data.shape[0], dtype)[:] = data
+    return frame
+
+
+def set_color_tags(ctx, spec: OutputSpec) -> None:
+    ctx.colorspace = spec.colorspace
+    ctx.color_primaries = spec.color_primaries
+    ctx.color_trc = spec.color_trc
+    ctx.color_range = 2 if spec.full_range else 1  # AVCOL_RANGE_JPEG / _MPEG
+
+
+class SegmentWriter:
+    """Encodes one shard's frames (planes in output code values) to a staging file."""
+
+    def __init__(self, path: str, spec: OutputSpec, width: int, height: int, threads: int = 1):
+        self.path = path
+        self.frames = 0
+        self._container = av.open(path, mode="w", format="matroska")
+        stream = self._container.add_stream(spec.segment_encoder, rate=24, options=dict(spec.segment_options))
+        stream.width, stream.height = width, height
+        stream.pix_fmt = spec.pix_fmt
+        stream.codec_context.thread_count = threads
+        set_color_tags(stream.codec_context, spec)
+        self._stream = stream
+        self._spec = spec
+
+    def write(self, y: np.ndarray, cb: np.ndarray, cr: np.ndarray) -> None:
+        frame = make_frame(y, cb, cr, self._spec.pix_fmt)
+        frame.pts = self.frames
+        for packet in self._stream.encode(frame):
+            self._container.mux(packet)
+        self.frames += 1
+
+    def close(self) -> None:
+        for packet in self._stream.encode(None):
+            self._container.mux(packet)
+        self._container.close()
+
+    def abort(self) -> None:
+        try:
+            self._container.close()
+        except Exception:  # noqa: BLE001 - we are already failing; the file is discarded
+            pass
+        if os.path.exists(self.path):
+            os.remove(self.path)
