@@ -1,0 +1,133 @@
+"""`filmcolor` command line (typer). Contracts in DESIGN.md: exit 0 ok, 1 shards failed,
+2 bad input or usage, with one line on stderr and no traceback for expected errors."""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import sys
+from typing import List, Optional
+
+import click
+import typer
+
+from pipeline import log
+from pipeline.errors import FilmcolorError, InputError
+
+app = typer.Typer(add_completion=False, pretty_exceptions_enable=False, rich_markup_mode=None,
+                  help="Colorize black-and-white films from colour exemplars, on Ray.")
+
+
+def _setup_logging(verbose: bool) -> None:
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(logging.Formatter("filmcolor: %(message)s"))
+    log.handlers[:] = [handler]
+    log.setLevel(logging.DEBUG if verbose else logging.INFO)
+    log.propagate = False
+
+
+@app.command()
+def colorize(
+    input: str = typer.Argument(..., help="film: local path or s3:// URI"),
+    output: str = typer.Argument(..., help=".mkv (FFV1), .mov (ProRes 422 HQ) or .mp4 (H.264)"),
+    exemplar: List[str] = typer.Option([], "--exemplar", "-e", help="IMAGE@FRAME (index, HH:MM:SS:FF or 12.5s)"),
+    codec: Optional[str] = typer.Option(None, help="ffv1 | prores | h264 (default: from OUTPUT's extension)"),
+    workers: Optional[int] = typer.Option(None, min=1, help="actors (default: the machine's cores)"),
+    address: Optional[str] = typer.Option(None, help="existing Ray cluster (default: embedded local Ray)"),
+    run_dir: Optional[str] = typer.Option(None, help="run record directory (default: next to OUTPUT)"),
+    model: str = typer.Option("flow", help="propagation model"),
+    verbose: bool = typer.Option(False, "--verbose", "-v"),
+) -> None:
+    """Colorize INPUT into OUTPUT, with the original audio."""
+    from pipeline.colorize import ColorizeConfig
+    from pipeline.job import FilmJob, JobConfig, film_id_of, parse_exemplars, run_film
+    from pipeline.model import available
+
+    _setup_logging(verbose)
+    if model not in available():
+        raise InputError(f"unknown model {model!r} (available: {', '.join(available())})")
+    job = FilmJob(film_id_of(input), input, output, parse_exemplars(exemplar), run_dir)
+    cfg = JobConfig(workers=workers, address=address, codec=codec, colorize=ColorizeConfig(model=model))
+    result = run_film(job, cfg)
+    typer.echo(f"{result.output}: {result.frames} frames in {result.seconds:.1f}s "
+               f"({result.shards} shards); run record: {result.run_dir}")
+
+
+@app.command()
+def scenes(
+    input: str = typer.Argument(..., help="film: local path or s3:// URI"),
+    out: Optional[str] = typer.Option(None, "--out", help=".csv .parquet .json .edl .otio (default: CSV on stdout)"),
+) -> None:
+    """Detect scenes and write the scene list."""
+    from pipeline import storage
+    from pipeline.io import probe
+    from pipeline.scenes import scan_scenes, write_scenes
+
+    _setup_logging(False)
+    if out and not storage.writable_dir(out):
+        raise InputError(f"{out}: output directory does not exist")
+    with storage.local_copy(input) as path:
+        info = probe(path)
+        found = scan_scenes(path, info)
+        if out:
+            write_scenes(found, info, out)
+            typer.echo(f"{len(found)} scenes -> {out}")
+        else:
+            import tempfile
+
+            with tempfile.TemporaryDirectory() as tmp:
+                p = os.path.join(tmp, "scenes.csv")
+                write_scenes(found, info, p)
+                sys.stdout.write(open(p).read())
+
+
+@app.command(name="eval")
+def eval_(
+    output: str = typer.Argument(..., help="colorized film"),
+    reference: str = typer.Argument(..., help="colour reference film"),
+    json_out: Optional[str] = typer.Option(None, "--json", help="also write the figures as JSON"),
+) -> None:
+    """PSNR, SSIM, CDC and colorfulness of OUTPUT against REFERENCE."""
+    from pipeline.metrics import evaluate_files
+
+    _setup_logging(False)
+    figures = evaluate_files(output, reference)
+    text = json.dumps(figures, indent=2, default=float)
+    typer.echo(text)
+    if json_out:
+        with open(json_out, "w") as f:
+            f.write(text + "\n")
+
+
+@app.command()
+def demo(
+    out_dir: str = typer.Option("demo-out", "--out-dir", help="where the demo film and results go"),
+    workers: Optional[int] = typer.Option(None, min=1),
+) -> None:
+    """Make a small black-and-white film with audio, colorize it, write a contact sheet."""
+    from pipeline.demo import run_demo
+
+    _setup_logging(False)
+    run_demo(out_dir, workers)
+
+
+def main() -> None:
+    try:
+        app(standalone_mode=False)
+    except FilmcolorError as exc:
+        print(f"filmcolor: error: {exc}", file=sys.stderr)
+        sys.exit(exc.exit_code)
+    except click.exceptions.Abort:
+        print("filmcolor: aborted", file=sys.stderr)
+        sys.exit(130)
+    except click.exceptions.ClickException as exc:
+        print(f"filmcolor: error: {exc.format_message()}", file=sys.stderr)
+        sys.exit(2)
+    except KeyboardInterrupt:
+        print("filmcolor: interrupted", file=sys.stderr)
+        sys.exit(130)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,223 @@
+"""The whole job for one film: probe, scan, plan, colorize, assemble, run record.
+
+Everything the user gave is validated before any work starts (bad input: InputError,
+nothing written). Shard failures do not stop the other shards; the film is assembled
+only if every shard is done, and the run record says which failed and why.
+"""
+
+from __future__ import annotations
+
+import functools
+import os
+import time
+from dataclasses import dataclass, field
+
+from pipeline import log, storage
+from pipeline.assemble import Segment, assemble
+from pipeline.codecs import codec_for, output_spec
+from pipeline.colorize import ColorizeConfig, ColorizeStage, shard_row
+from pipeline.errors import InputError, ShardFailures
+from pipeline.exemplar import ExemplarSpec, load_rgb, parse_spec, resolve_frame
+from pipeline.io import FilmInfo, frame_time, probe
+from pipeline.model import create
+from pipeline.progress import Progress
+from pipeline.record import default_run_dir, merge_rows, read_table, write_table
+from pipeline.shard import PlanConfig, Shard, plan_shards
+
+
+@dataclass(frozen=True)
+class JobConfig:
+    workers: int | None = None  # actors; default: the cluster's CPUs
+    address: str | None = None  # existing Ray cluster; default: embedded local Ray
+    codec: str | None = None  # default: from the output's extension
+    plan: PlanConfig = field(default_factory=PlanConfig)
+    colorize: ColorizeConfig = field(default_factory=ColorizeConfig)
+    scenes: object | None = None  # pipeline.scenes.SceneConfig; None = defaults
+    progress: bool = True
+
+
+@dataclass
+class FilmJob:
+    film_id: str
+    input: str
+    output: str
+    exemplars: list[ExemplarSpec]
+    run_dir: str | None = None
+
+
+@dataclass
+class FilmResult:
+    film_id: str
+    output: str
+    run_dir: str
+    status: str
+    shards: int
+    failed: int
+    frames: int
+    seconds: float
+    warnings: list[str]
+
+
+def film_id_of(path: str) -> str:
+    return os.path.splitext(os.path.basename(path.rstrip("/")))[0] or "film"
+
+
+def validate(job: FilmJob, cfg: JobConfig, info: FilmInfo) -> tuple[str, list[int], list[str]]:
+    """Check everything the user gave against the film; returns (codec, frames, shas)."""
+    codec = codec_for(job.output, cfg.codec)
+    if not job.exemplars:
+        raise InputError("at least one --exemplar IMAGE@FRAME is needed")
+    frames, shas = [], []
+    for spec in job.exemplars:
+        frames.append(resolve_frame(spec.at, info))
+        _, sha = load_rgb(spec.image)
+        shas.append(sha)
+    return codec, frames, shas
+
+
+def check_output(job: FilmJob, cfg: JobConfig) -> None:
+    codec_for(job.output, cfg.codec)
+    if not storage.writable_dir(job.output):
+        raise InputError(f"{job.output}: output directory does not exist")
+    if os.path.abspath(job.output) == os.path.abspath(job.input):
+        raise InputError(f"{job.output}: output would overwrite the input")
+
+
+def run_film(job: FilmJob, cfg: JobConfig) -> FilmResult:
+    from pipeline.raydata import cluster_cpus, init_ray, run_stage
+    from pipeline.scenes import scan_scenes
+
+    t0 = time.perf_counter()
+    check_output(job, cfg)
+    with storage.local_copy(job.input) as path:
+        info = probe(path)
+        codec, ex_frames, ex_shas = validate(job, cfg, info)
+        spec = output_spec(info, codec)
+        run_dir = job.run_dir or default_run_dir(job.output)
+        seg_dir = os.path.join(run_dir, "segments", job.film_id)
+        storage.makedirs(seg_dir)
+        init_ray(cfg.address, cfg.workers)
+        workers = cfg.workers or cluster_cpus()
+        log.info("%s: %d frames %dx%d %s; scanning scenes", job.film_id, info.frame_count, info.width,
+                 info.height, info.pix_fmt)
+        scenes = scan_scenes(path, info, cfg.scenes)
+        shards = plan_shards(job.film_id, scenes, ex_frames, cfg.plan)
+        log.info("%s: %d scenes, %d shards, %d workers", job.film_id, len(scenes), len(shards), workers)
+        model = create(cfg.colorize.model)
+        model_info = {"name": model.name, "version": model.version, "weights_sha256": model.weights_sha256()}
+        prior = {r["shard_id"]: r for r in read_table(run_dir, "shards") if r["film_id"] == job.film_id}
+        todo, reused = _split_done(shards, prior, seg_dir, model_info, ex_shas)
+        rows = [shard_row(s, input_path=path, codec=codec, exemplar_images=[e.image for e in job.exemplars],
+                          exemplar_frames=ex_frames, segment_path=_segment_path(seg_dir, s)) for s in todo]
+        progress = Progress({job.film_id: info.frame_count}) if cfg.progress else None
+        if progress:
+            progress.set(job.film_id, sum(s.frames for s in shards if s.shard_id in reused))
+        factory = functools.partial(ColorizeStage, cfg.colorize)
+        results = {r["shard_id"]: r for r in run_stage(rows, factory, workers, progress)}
+        if progress:
+            progress.close()
+        shard_rows = []
+        for s in shards:
+            if s.shard_id in reused:
+                shard_rows.append(reused[s.shard_id])
+                continue
+            r = results.get(s.shard_id) or {"status": "failed", "error": "no result came back from Ray",
+                                              "segment_sha256": "", "frames": 0, "seconds": 0.0}
+            attempts = (prior.get(s.shard_id) or {}).get("attempts", 0) + 1
+            shard_rows.append(_shard_record(s, r, attempts, model_info, ex_shas, _segment_path(seg_dir, s)))
+        write_table(run_dir, "shards", merge_rows(read_table(run_dir, "shards"), shard_rows, "shard_id",
+                                                  ("film_id", job.film_id)))
+        write_table(run_dir, "scenes", merge_rows(read_table(run_dir, "scenes"),
+                                                  _scene_rows(job.film_id, info, scenes, shards, ex_frames),
+                                                  "scene", ("film_id", job.film_id)))
+        failed = [r for r in shard_rows if r["status"] != "done"]
+        warnings: list[str] = []
+        status, error, out_sha = "failed", "", ""
+        if failed:
+            error = f"{len(failed)} of {len(shards)} shards failed (first: scene {failed[0]['scene']}: {failed[0]['error']})"
+        else:
+            segments = [Segment(s, _segment_path(seg_dir, s)) for s in shards]
+            staging = storage.staging_path(job.output, os.path.splitext(job.output)[1])
+            try:
+                warnings = assemble(info, spec, segments, staging)
+                from pipeline.colorize import _sha256
+                out_sha = _sha256(staging)
+                storage.publish(staging, job.output)
+            finally:
+                if os.path.exists(staging):
+                    os.remove(staging)
+            status = "done"
+    seconds = time.perf_counter() - t0
+    film_row = {
+        "film_id": job.film_id, "input": job.input, "output": job.output, "status": status, "error": error,
+        "frames": info.frame_count, "width": info.width, "height": info.height, "pix_fmt": info.pix_fmt,
+        "codec": codec, "model": model_info, "exemplars": [e.image for e in job.exemplars],
+        "exemplar_frames": ex_frames, "warnings": warnings, "output_sha256": out_sha, "seconds": round(seconds, 3),
+    }
+    write_table(run_dir, "films", merge_rows(read_table(run_dir, "films"), [film_row], "film_id"))
+    result = FilmResult(job.film_id, job.output, run_dir, status, len(shards), len(failed), info.frame_count,
+                        seconds, warnings)
+    if failed:
+        raise ShardFailures(f"{job.film_id}: {error}; run record: {run_dir}")
+    return result
+
+
+def _segment_path(seg_dir: str, s: Shard) -> str:
+    return os.path.join(seg_dir, f"{s.index:05d}-{s.shard_id}.mkv")
+
+
+def _split_done(shards, prior, seg_dir, model_info, ex_shas):
+    """Shards a previous run finished with the same model and exemplars, segment intact."""
+    from pipeline.colorize import _sha256
+
+    reused = {}
+    for s in shards:
+        old = prior.get(s.shard_id)
+        path = _segment_path(seg_dir, s)
+        if (old and old["status"] == "done" and old["model"] == model_info
+                and old["exemplar_sha256"] == [ex_shas[i] for i in s.exemplars]
+                and os.path.exists(path) and _sha256(path) == old["segment_sha256"]):
+            reused[s.shard_id] = old
+    if reused:
+        log.info("skipping %d shards finished by an earlier run", len(reused))
+    return [s for s in shards if s.shard_id not in reused], reused
+
+
+def _shard_record(s: Shard, r: dict, attempts: int, model_info: dict, ex_shas: list[str], seg: str) -> dict:
+    return {
+        "shard_id": s.shard_id, "film_id": s.film_id, "index": s.index, "scene": s.scene,
+        "start_frame": s.start_frame, "end_frame": s.end_frame, "status": r["status"], "error": r["error"],
+        "attempts": attempts, "model": model_info, "exemplar_sha256": [ex_shas[i] for i in s.exemplars],
+        "segment_uri": seg if r["status"] == "done" else "", "segment_sha256": r["segment_sha256"],
+        "frames": r["frames"], "seconds": r["seconds"],
+    }
+
+
+def _scene_rows(film_id, info, scenes, shards, ex_frames) -> list[dict]:
+    from pipeline.shard import assign_exemplars
+
+    assigned = assign_exemplars(scenes, ex_frames)
+    rows = []
+    for sc in scenes:
+        ex = assigned[sc.scene]
+        own = any(sc.start_frame <= ex_frames[i] < sc.end_frame for i in ex)
+        rows.append({
+            "film_id": film_id, "scene": sc.scene, "start_frame": sc.start_frame, "end_frame": sc.end_frame,
+            "start_time": float(frame_time(info, sc.start_frame)), "end_time": float(frame_time(info, sc.end_frame)),
+            "start_timecode": _tc(info, sc.start_frame), "transition": sc.transition, "score": float(sc.score),
+            "low_variability": bool(getattr(sc, "low_variability", False)), "exemplars": list(ex),
+            "exemplar_source": "own" if own else ("nearest" if ex else "none"),
+        })
+    return rows
+
+
+def _tc(info: FilmInfo, frame: int) -> str:
+    from pipeline.exemplar import nominal_fps, timecode_frames
+
+    fps = nominal_fps(info)
+    n = timecode_frames(info.start_timecode, fps) + frame
+    return f"{n // (3600 * fps) % 24:02d}:{n // (60 * fps) % 60:02d}:{n // fps % 60:02d}:{n % fps:02d}"
+
+
+def parse_exemplars(texts: list[str]) -> list[ExemplarSpec]:
+    return [parse_spec(t) for t in texts]

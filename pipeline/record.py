@@ -1,0 +1,73 @@
+"""The run record: films.parquet, scenes.parquet, shards.parquet in the run directory.
+
+Each shard row carries status and error (video2dataset style), so a re-run skips work
+that is done and a person can see what failed and why without reading logs.
+"""
+
+from __future__ import annotations
+
+import io
+import os
+
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+from pipeline import storage
+
+MODEL_TYPE = pa.struct([("name", pa.string()), ("version", pa.string()), ("weights_sha256", pa.string())])
+
+SHARDS_SCHEMA = pa.schema([
+    ("shard_id", pa.string()), ("film_id", pa.string()), ("index", pa.int32()), ("scene", pa.int32()),
+    ("start_frame", pa.int64()), ("end_frame", pa.int64()), ("status", pa.string()), ("error", pa.string()),
+    ("attempts", pa.int32()), ("model", MODEL_TYPE), ("exemplar_sha256", pa.list_(pa.string())),
+    ("segment_uri", pa.string()), ("segment_sha256", pa.string()), ("frames", pa.int64()), ("seconds", pa.float64()),
+])
+
+SCENES_SCHEMA = pa.schema([
+    ("film_id", pa.string()), ("scene", pa.int32()), ("start_frame", pa.int64()), ("end_frame", pa.int64()),
+    ("start_time", pa.float64()), ("end_time", pa.float64()), ("start_timecode", pa.string()),
+    ("transition", pa.string()), ("score", pa.float64()), ("low_variability", pa.bool_()),
+    ("exemplars", pa.list_(pa.int32())), ("exemplar_source", pa.string()),
+])
+
+FILMS_SCHEMA = pa.schema([
+    ("film_id", pa.string()), ("input", pa.string()), ("output", pa.string()), ("status", pa.string()),
+    ("error", pa.string()), ("frames", pa.int64()), ("width", pa.int32()), ("height", pa.int32()),
+    ("pix_fmt", pa.string()), ("codec", pa.string()), ("model", MODEL_TYPE), ("exemplars", pa.list_(pa.string())),
+    ("exemplar_frames", pa.list_(pa.int64())), ("warnings", pa.list_(pa.string())),
+    ("output_sha256", pa.string()), ("seconds", pa.float64()),
+])
+
+TABLES = {"films": FILMS_SCHEMA, "scenes": SCENES_SCHEMA, "shards": SHARDS_SCHEMA}
+
+
+def write_table(run_dir: str, name: str, rows: list[dict]) -> str:
+    """Replace `name`.parquet in the run directory atomically."""
+    table = pa.Table.from_pylist(rows, schema=TABLES[name])
+    buf = io.BytesIO()
+    pq.write_table(table, buf)
+    uri = storage.join(run_dir, f"{name}.parquet")
+    storage.makedirs(run_dir)
+    storage.write_bytes(uri, buf.getvalue())
+    return uri
+
+
+def read_table(run_dir: str, name: str) -> list[dict]:
+    uri = storage.join(run_dir, f"{name}.parquet")
+    if not storage.exists(uri):
+        return []
+    return pq.read_table(io.BytesIO(storage.read_bytes(uri))).to_pylist()
+
+
+def merge_rows(old: list[dict], new: list[dict], key: str, scope: tuple[str, str] | None = None) -> list[dict]:
+    """Rows of `new` replace rows of `old` with the same key; rows of other films are kept.
+    `scope` = (column, value): old rows with that value are dropped unless re-sent."""
+    new_keys = {r[key] for r in new}
+    kept = [r for r in old if r[key] not in new_keys and (scope is None or r.get(scope[0]) != scope[1])]
+    return kept + new
+
+
+def default_run_dir(output: str) -> str:
+    base = os.path.basename(output)
+    stem = base.rsplit(".", 1)[0]
+    return storage.join(storage.parent(output), f"{stem}.filmcolor-run")
