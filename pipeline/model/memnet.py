@@ -1,0 +1,249 @@
+"""memnet: a memory-based propagation model (ColorMNet / XMem style), CPU-sized.
+
+Per frame (working-res luma H x W in, chroma 2 x H x W out):
+  1. luma -> decoder resolution h x w (long side <= ``max_side``)
+  2. key encoder (fixed features + learned CNN) -> keys at h/4 x w/4
+  3. global step: L2-similarity top-k readout of the keys against the memory
+     (permanent exemplars + working + long-term, see ``pipeline.model.memory``)
+  4. local step: the previous output's chroma warped onto this frame by dense flow (DIS),
+     with its luma warp error as confidence
+  5. decoder (learned, luma-guided) fuses local and global chroma
+  6. chroma back to H x W (bilinear; the caller then upsamples guided by full-res luma)
+  7. every gamma-th frame: its keys and values (pooled chroma + luma) enter working memory
+
+The input luma is never altered (only chroma is produced).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import math
+import os
+from pathlib import Path
+
+import cv2
+import numpy as np
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+
+from pipeline.model.base import Exemplar, Propagator, register
+from pipeline.model.memnet_net import (
+    Decoder,
+    KeyEncoder,
+    decoder_size,
+    encode_value,
+    fixed_fusion,
+    local_warp,
+    readout,
+    upsample_chroma,
+)
+from pipeline.model.memory import MemoryConfig, MemoryManager
+
+WEIGHTS_DIR = Path(__file__).parent / "weights"
+DEFAULT_WEIGHTS = WEIGHTS_DIR / "memnet.safetensors"
+
+
+class MemNet(nn.Module):
+    """The learned parts plus the per-frame engine (batched: training and inference)."""
+
+    def __init__(self, learned: bool = True, ch: int = 24):
+        super().__init__()
+        self.learned = learned
+        self.key = KeyEncoder(learned=learned)
+        self.decoder = Decoder(ch) if learned else None
+        self.log_inv_temp = nn.Parameter(torch.tensor(math.log(300.0)))
+
+    def memorize(self, mem: MemoryManager, luma: torch.Tensor, chroma: torch.Tensor,
+                 keys: torch.Tensor | None = None, permanent: bool = False) -> None:
+        # luma: B x 1 x h x w, chroma: B x 2 x h x w, keys: B x Ck x h/4 x w/4
+        if keys is None:
+            keys = self.key(luma)
+        v = encode_value(luma, chroma)  # B x 3 x h/4 x w/4
+        k, v = keys.flatten(2), v.flatten(2)  # B x Ck x E, B x 3 x E
+        if permanent:
+            mem.add_permanent(k, v)
+        else:
+            mem.add_working(k.detach(), v.detach())
+
+    def frame(self, mem: MemoryManager, luma: torch.Tensor, prev_luma: np.ndarray,
+              prev_chroma: np.ndarray, ex_luma: np.ndarray, ex_chroma: np.ndarray
+              ) -> tuple[torch.Tensor, torch.Tensor]:
+        """One frame.
+
+        luma: B x 1 x h x w; prev_luma, ex_luma: B x h x w;
+        prev_chroma, ex_chroma: B x 2 x h x w (numpy)
+        -> chroma B x 2 x h x w, keys B x Ck x h/4 x w/4
+        """
+        b, _, h, w = luma.shape
+        keys = self.key(luma)  # B x Ck x h4 x w4
+        h4, w4 = keys.shape[-2:]
+        mk, mv, mk2 = mem.keys_values()  # B x Ck x N, B x 3 x N, B x N
+        read, stats, usage = readout(
+            keys.flatten(2), mk, mv, mk2, mem.cfg.topk, self.log_inv_temp.exp()
+        )  # B x 3 x Nq, B x 2 x Nq, B x N
+        mem.add_usage(usage)
+        glob = torch.cat([read, stats], 1).view(b, 5, h4, w4)
+        glob = F.interpolate(glob, size=(h, w), mode="bilinear", align_corners=False)
+        cur = luma[:, 0].detach().cpu().numpy()
+        warped = np.empty((b, 2, h, w), np.float32)
+        err = np.empty((b, 1, h, w), np.float32)
+        exw = np.empty((b, 2, h, w), np.float32)
+        exerr = np.empty((b, 1, h, w), np.float32)
+        for i in range(b):  # local step: flow-warped previous chroma (and exemplar's)
+            warped[i], err[i, 0] = local_warp(cur[i], prev_luma[i], prev_chroma[i])
+            exw[i], exerr[i, 0] = local_warp(cur[i], ex_luma[i], ex_chroma[i])
+        x = torch.cat(
+            [
+                luma,
+                torch.from_numpy(warped),
+                torch.from_numpy(err),
+                glob[:, 0:2],
+                (glob[:, 2:3] - luma).abs(),
+                glob[:, 3:5],
+                torch.from_numpy(exw),
+                torch.from_numpy(exerr),
+            ],
+            1,
+        )  # B x 12 x h x w
+        out = self.decoder(x) if self.decoder is not None else fixed_fusion(x)
+        return out, keys  # B x 2 x h x w, B x Ck x h4 x w4
+
+
+def file_sha256(path: str | os.PathLike) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            h.update(chunk)
+    return h.hexdigest()
+
+
+def load_net(weights: str | os.PathLike | None) -> tuple[MemNet, str]:
+    """weights: a .safetensors path, None (the committed weights) or 'none' (no learned
+    parts: fixed keys and fixed fusion). -> (net in eval mode, sha256 or '')."""
+    if isinstance(weights, str) and weights.lower() == "none":
+        return MemNet(learned=False).eval(), ""
+    from safetensors import safe_open
+    from safetensors.torch import load_file
+
+    path = Path(weights) if weights is not None else DEFAULT_WEIGHTS
+    if weights is None and not path.exists():  # no committed weights yet: the floor
+        return MemNet(learned=False).eval(), ""
+    with safe_open(str(path), framework="pt") as f:
+        meta = f.metadata() or {}
+    net = MemNet(learned=True, ch=int(meta.get("ch", 24)))
+    net.load_state_dict(load_file(str(path)), strict=True)
+    return net.eval(), file_sha256(path)
+
+
+class MemNetPropagator(Propagator):
+    name = "memnet"
+    version = "1"
+
+    def __init__(
+        self,
+        *,
+        weights: str | os.PathLike | None = None,
+        quantize: bool = False,
+        device: str = "cpu",
+        threads: int | None = None,
+        gamma: int = 5,
+        max_working: int = 6,
+        min_working: int = 3,
+        compress_to: int = 128,
+        max_longterm: int = 1024,
+        topk: int = 16,
+        max_side: int = 160,
+    ):
+        if threads is not None:
+            torch.set_num_threads(int(threads))
+            cv2.setNumThreads(int(threads))
+        torch.use_deterministic_algorithms(True, warn_only=True)
+        self.device = torch.device(device)
+        self.net, self._sha = load_net(weights)
+        self.quantized = False
+        if quantize and self.net.learned:
+            from pipeline.model.memnet_quant import quantize_net
+
+            self.net = quantize_net(self.net)
+            self.quantized = True
+        self.net.to(self.device)
+        self.max_side = int(max_side)
+        self.mem = MemoryManager(
+            MemoryConfig(
+                gamma=gamma,
+                max_working=max_working,
+                min_working=min_working,
+                compress_to=compress_to,
+                max_longterm=max_longterm,
+                topk=topk,
+            )
+        )
+        self._exemplars: list[tuple[np.ndarray, np.ndarray]] = []
+        self._prev: tuple[np.ndarray, np.ndarray] | None = None
+        self._size: tuple[int, int] | None = None
+
+    def weights_sha256(self) -> str:
+        return self._sha
+
+    # ---- helpers -----------------------------------------------------------------------
+    def _down(self, x: np.ndarray) -> np.ndarray:
+        h, w = self._size
+        if x.shape[-2:] == (h, w):
+            return np.ascontiguousarray(x, dtype=np.float32)
+        if x.ndim == 2:
+            return cv2.resize(x.astype(np.float32), (w, h), interpolation=cv2.INTER_AREA)
+        return np.stack([self._down(c) for c in x])
+
+    def _t(self, x: np.ndarray) -> torch.Tensor:
+        return torch.from_numpy(np.ascontiguousarray(x, dtype=np.float32)).to(self.device)
+
+    # ---- Propagator --------------------------------------------------------------------
+    def new_scene(self, exemplars: list[Exemplar]) -> None:
+        if not exemplars:
+            raise ValueError("a scene needs at least one exemplar")
+        self.mem.reset()
+        H, W = exemplars[0].luma.shape
+        self._size = decoder_size(H, W, self.max_side)
+        self._exemplars = []
+        with torch.inference_mode():
+            for ex in exemplars:
+                if ex.luma.shape != (H, W):
+                    raise ValueError("exemplars of one scene must share the working size")
+                lum = self._down(ex.luma)
+                chr_ = self._down(ex.chroma)
+                self._exemplars.append((lum, chr_))
+                self.net.memorize(
+                    self.mem, self._t(lum)[None, None], self._t(chr_)[None], permanent=True
+                )
+        self._prev = None
+
+    def step(self, luma: np.ndarray) -> np.ndarray:
+        if self._size is None:
+            raise RuntimeError("new_scene() must be called before step()")
+        H, W = luma.shape
+        if decoder_size(H, W, self.max_side) != self._size:
+            raise ValueError("frame size differs from the scene's exemplars")
+        luma = np.asarray(luma, dtype=np.float32)
+        lum = self._down(luma)
+        # the exemplar that looks most like this frame: re-anchoring target (and the
+        # "previous frame" of the scene's first step)
+        if len(self._exemplars) == 1:
+            ex = self._exemplars[0]
+        else:
+            d = [float(np.abs(e[0] - lum).mean()) for e in self._exemplars]
+            ex = self._exemplars[int(np.argmin(d))]
+        if self._prev is None:
+            self._prev = ex
+        pl, pc = self._prev
+        with torch.inference_mode():
+            lt = self._t(lum)[None, None]  # 1 x 1 x h x w
+            out, keys = self.net.frame(self.mem, lt, pl[None], pc[None], ex[0][None], ex[1][None])
+            if self.mem.should_memorize():
+                self.net.memorize(self.mem, lt, out, keys=keys)
+            out_np = out[0].cpu().numpy()  # 2 x h x w
+        self._prev = (lum, out_np)
+        return upsample_chroma(out_np, luma)
+
+
+register("memnet", MemNetPropagator)
