@@ -1,0 +1,226 @@
+"""Per-frame features of a film for scene detection.
+
+`FeatureExtractor.process(index, luma)` is fed downscaled luma thumbnails in frame order
+and records, for each frame j, measurements that look only *backwards* (frames j-L..j, L =
+`SceneConfig.lookback`). A scan of the time range [s, e) therefore decodes from s - L and
+keeps rows s..e-1: every row is computed from exactly the same frames as in a sequential
+scan, so a parallel scan gives bit-identical feature arrays, and the decision pass
+(`detect.py`) run on the merged arrays gives an identical scene list by construction.
+
+Columns (one value per frame; "prev" = frame j-1; NaN where undefined):
+
+mean, std       thumbnail luma mean / standard deviation, 0..1 (black..white)
+hist            half L1 distance of the luma histograms of prev and j (0..1)
+ssim            1 - SSIM(prev, j): motion-compensated, contrast-normalised, block-median
+dx, dy          global translation prev -> j (thumbnail pixels), 0 if not reliable
+lag{k}          like ssim but between j-k and j (k = 2 .. flash_max_len+1), computed only
+                near a high consecutive score (otherwise NaN)
+dab{k}, dmix{k}, dac{k}, dcb{k}
+                dissolve test centred on c = j-k with ends a = j-2k, b = j, the three
+                frames aligned by the accumulated motion: 1 - correlation of (a, b), of
+                (c, mix of a and b), of (c, a), of (c, b). NaN when any is flat or the
+                motion is too large to align.
+"""
+
+from __future__ import annotations
+
+from collections import deque
+
+import cv2
+import numpy as np
+
+from .config import SceneConfig
+
+# SSIM constants for contrast-normalised thumbnails offset by +4 (values ~0..8).
+_OFFSET = 4.0
+_C1 = (0.01 * 8) ** 2
+_C2 = (0.03 * 8) ** 2
+_BLOCKS = (8, 4)  # grid for the block-median SSIM
+_MIN_RESPONSE = 0.05  # phase-correlation peak below which a shift is not trusted
+
+
+def feature_columns(config: SceneConfig) -> list[str]:
+    cols = ["mean", "std", "hist", "ssim", "dx", "dy"]
+    cols += [f"lag{k}" for k in range(2, config.flash_max_len + 2)]
+    for k in config.dissolve_half_lengths:
+        cols += [f"dab{k}", f"dmix{k}", f"dac{k}", f"dcb{k}"]
+    return cols
+
+
+def _ssim_map(x: np.ndarray, y: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    blur = lambda a: cv2.GaussianBlur(a, (7, 7), 1.5)  # noqa: E731
+    mx, my = blur(x), blur(y)
+    vx = blur(x * x) - mx * mx
+    vy = blur(y * y) - my * my
+    cxy = blur(x * y) - mx * my
+    s = ((2 * mx * my + _C1) * (2 * cxy + _C2)) / ((mx * mx + my * my + _C1) * (vx + vy + _C2))
+    return s, vx + vy
+
+
+def _block_dissim(x: np.ndarray, y: np.ndarray, margin: tuple[int, int] = (0, 0)) -> float:
+    """1 - median SSIM over the informative blocks of a grid."""
+    s, act = _ssim_map(x, y)
+    mx, my = margin
+    h, w = s.shape
+    if 2 * mx < w - 8 and 2 * my < h - 8:
+        s = s[my:h - my, mx:w - mx]
+        act = act[my:h - my, mx:w - mx]
+    sb = cv2.resize(s, _BLOCKS, interpolation=cv2.INTER_AREA).ravel()
+    ab = cv2.resize(act, _BLOCKS, interpolation=cv2.INTER_AREA).ravel()
+    # Blocks flat in both frames say nothing; keep the more active half (at least 8 blocks)
+    # among those with real texture.
+    order = np.argsort(-ab, kind="stable")
+    keep = max(8, int(np.count_nonzero(ab > 0.05)))
+    sel = sb[order[:keep]]
+    return float(np.clip(1.0 - np.median(sel), 0.0, 1.0))
+
+
+def _half(a: np.ndarray) -> np.ndarray:
+    return cv2.resize(a, (a.shape[1] // 2, a.shape[0] // 2), interpolation=cv2.INTER_AREA)
+
+
+def _shift(prev: np.ndarray, cur: np.ndarray, window: np.ndarray) -> tuple[float, float] | None:
+    """Global translation prev -> cur (cur(x) = prev(x - d)), estimated at half resolution.
+    (cv2.phaseCorrelate applies the window to its inputs in place: it gets fresh arrays.)"""
+    (dx, dy), resp = cv2.phaseCorrelate(_half(prev), _half(cur), window)
+    dx, dy = 2.0 * dx, 2.0 * dy
+    h, w = prev.shape
+    if resp < _MIN_RESPONSE or abs(dx) > w / 4 or abs(dy) > h / 4:
+        return None
+    return float(dx), float(dy)
+
+
+def _mc_dissim(prev: np.ndarray, cur: np.ndarray, window: np.ndarray, mc: bool) -> tuple[float, float, float]:
+    """Motion-compensated block dissimilarity; returns (dissim, dx, dy)."""
+    d = _shift(prev, cur, window) if mc else None
+    if d is None or (abs(d[0]) < 0.05 and abs(d[1]) < 0.05):
+        return _block_dissim(prev, cur), 0.0, 0.0
+    m = np.float32([[1, 0, d[0]], [0, 1, d[1]]])
+    h, w = prev.shape
+    warped = cv2.warpAffine(prev, m, (w, h), flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_REFLECT)
+    margin = (int(np.ceil(abs(d[0]))), int(np.ceil(abs(d[1]))))
+    return _block_dissim(warped, cur, margin), d[0], d[1]
+
+
+class _Frame:
+    __slots__ = ("index", "f", "g", "small", "mean", "std", "hist", "dx", "dy", "ssim", "score", "flat")
+
+
+class FeatureExtractor:
+    """Feed thumbnails in frame order with `process`; read the rows with `rows()`."""
+
+    def __init__(self, config: SceneConfig, black: float = 0.0, white: float = 255.0):
+        self.config = config
+        self.black = float(black)
+        self.scale = 1.0 / max(1e-6, float(white) - float(black))
+        self.columns = feature_columns(config)
+        self._col = {c: i for i, c in enumerate(self.columns)}
+        self._ring: deque[_Frame] = deque(maxlen=config.lookback + 1)
+        self._window = None
+        self.index: list[int] = []
+        self._rows: list[np.ndarray] = []
+
+    def process(self, index: int, luma: np.ndarray) -> None:
+        cfg = self.config
+        fr = _Frame()
+        fr.index = index
+        f = np.clip((luma.astype(np.float32) - self.black) * self.scale, 0.0, 1.0)
+        # A light blur: grain averages out, shot structure stays.
+        f = cv2.GaussianBlur(f, (5, 5), cfg.blur_sigma) if cfg.blur_sigma > 0 else f
+        fr.f = f
+        fr.mean = float(f.mean())
+        fr.std = float(f.std())
+        fr.flat = fr.std < cfg.flat_std
+        fr.g = (f - fr.mean) * (1.0 / max(fr.std, cfg.std_floor)) + _OFFSET
+        fr.small = _half(f)
+        fr.hist = cv2.calcHist([f], [0], None, [cfg.hist_bins], [0.0, 1.0 + 1e-6]).ravel() / f.size
+        if self._window is None or self._window.shape != f.shape:
+            self._window = cv2.createHanningWindow((f.shape[1] // 2, f.shape[0] // 2), cv2.CV_32F)
+        row = np.full(len(self.columns), np.nan, dtype=np.float64)
+        c = self._col
+        row[c["mean"]] = fr.mean
+        row[c["std"]] = fr.std
+        ring = self._ring
+        prev = ring[-1] if ring and ring[-1].index == index - 1 else None
+        fr.dx = fr.dy = 0.0
+        fr.ssim = np.nan
+        fr.score = 0.0
+        if prev is None:
+            ring.clear()
+        else:
+            h = 0.5 * float(np.abs(fr.hist - prev.hist).sum())
+            row[c["hist"]] = h
+            d, dx, dy = _mc_dissim(prev.g, fr.g, self._window, cfg.motion_compensation)
+            fr.ssim, fr.dx, fr.dy = d, dx, dy
+            fr.score = (1.0 - cfg.hist_weight) * d + cfg.hist_weight * h
+            row[c["ssim"]], row[c["dx"]], row[c["dy"]] = d, dx, dy
+        ring.append(fr)
+        frames = list(ring)  # frames[-1] is j, frames[-1-k] is j-k (contiguous)
+        n = len(frames)
+        # Flash bridging: only across a cut candidate (score >= cut_threshold).
+        for k in range(2, cfg.flash_max_len + 2):
+            if n <= k:
+                break
+            if any(x.score >= cfg.cut_threshold for x in frames[n - k + 1:]):
+                d, _, _ = _mc_dissim(frames[n - 1 - k].g, fr.g, self._window, cfg.motion_compensation)
+                row[c[f"lag{k}"]] = d
+        # Dissolve test centred on j-k.
+        for k in cfg.dissolve_half_lengths:
+            if n <= 2 * k:
+                break
+            a, m, b = frames[n - 1 - 2 * k], frames[n - 1 - k], fr
+            if a.flat or m.flat or b.flat:
+                continue
+            vals = self._dissolve(frames, n - 1 - 2 * k, n - 1 - k, n - 1)
+            if vals is not None:
+                for name, v in zip(("dab", "dmix", "dac", "dcb"), vals):
+                    row[c[f"{name}{k}"]] = v
+        self.index.append(index)
+        self._rows.append(row)
+
+    def _dissolve(self, frames, ia, ic, ib):
+        """(1-r_ab, 1-r_mix, 1-r_ac, 1-r_cb) on half-resolution thumbnails, aligned to c."""
+        # Accumulated translation a -> c and c -> b, summed in a fixed order (deterministic).
+        dac = [0.0, 0.0]
+        for x in frames[ia + 1:ic + 1]:
+            dac[0] += x.dx
+            dac[1] += x.dy
+        dcb = [0.0, 0.0]
+        for x in frames[ic + 1:ib + 1]:
+            dcb[0] += x.dx
+            dcb[1] += x.dy
+        fa, fc, fb = frames[ia].small, frames[ic].small, frames[ib].small
+        h, w = fc.shape
+        # c(x) = a(x - dac), b(x) = c(x - dcb)  =>  a at x - dac, b at x + dcb (c coordinates).
+        offs = [(-round(dac[0] / 2), -round(dac[1] / 2)), (0, 0), (round(dcb[0] / 2), round(dcb[1] / 2))]
+        x0 = max(0, *(-o[0] for o in offs))
+        x1 = min(w, *(w - o[0] for o in offs))
+        y0 = max(0, *(-o[1] for o in offs))
+        y1 = min(h, *(h - o[1] for o in offs))
+        if x1 - x0 < w // 2 or y1 - y0 < h // 2:
+            return None
+        ca = fa[y0 + offs[0][1]:y1 + offs[0][1], x0 + offs[0][0]:x1 + offs[0][0]].ravel()
+        cc = fc[y0:y1, x0:x1].ravel()
+        cb = fb[y0 + offs[2][1]:y1 + offs[2][1], x0 + offs[2][0]:x1 + offs[2][0]].ravel()
+        ca = ca - ca.mean()
+        cc = cc - cc.mean()
+        cb = cb - cb.mean()
+        aa, bb, c2 = float(ca @ ca), float(cb @ cb), float(cc @ cc)
+        ab, ac, cbv = float(ca @ cb), float(cc @ ca), float(cc @ cb)
+        if min(aa, bb, c2) <= 1e-9:
+            return None
+        mm = aa + 2 * ab + bb
+        r_ab = ab / np.sqrt(aa * bb)
+        r_ac = ac / np.sqrt(aa * c2)
+        r_cb = cbv / np.sqrt(bb * c2)
+        r_mix = (ac + cbv) / np.sqrt(max(mm, 1e-12) * c2)
+        return 1 - r_ab, 1 - r_mix, 1 - r_ac, 1 - r_cb
+
+    def rows(self, start: int | None = None) -> tuple[np.ndarray, np.ndarray]:
+        """(frame indices, N x C feature matrix) for the frames processed, from `start` on."""
+        idx = np.asarray(self.index, dtype=np.int64)
+        mat = np.vstack(self._rows) if self._rows else np.zeros((0, len(self.columns)))
+        if start is not None:
+            keep = idx >= start
+            idx, mat = idx[keep], mat[keep]
+        return idx, mat
