@@ -67,7 +67,10 @@ def assemble(info: FilmInfo, spec: OutputSpec, segments: list[Segment], out_path
     """Write the output film to `out_path` (a staging path). Returns warnings."""
     check_segments(segments)
     warnings: list[str] = []
-    options = {"movflags": "+faststart"} if spec.container in ("mp4", "mov") else {}
+    # bitexact: no random ids or dates in the container, so a re-run gives the same bytes.
+    options = {"fflags": "+bitexact"}
+    if spec.container in ("mp4", "mov"):
+        options["movflags"] = "+faststart"
     with av.open(info.path) as src, av.open(out_path, mode="w", format=spec.container, options=options) as out:
         _copy_metadata(src.metadata, out.metadata)
         in_video = src.streams.video[0]

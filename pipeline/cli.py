@@ -9,8 +9,12 @@ import os
 import sys
 from typing import List, Optional
 
-import click
 import typer
+
+try:  # typer >= 0.26 vendors click
+    from typer._click import exceptions as click_exc
+except ImportError:  # pragma: no cover - older typer
+    from click import exceptions as click_exc
 
 from pipeline import log
 from pipeline.errors import FilmcolorError, InputError
@@ -118,10 +122,12 @@ def main() -> None:
     except FilmcolorError as exc:
         print(f"filmcolor: error: {exc}", file=sys.stderr)
         sys.exit(exc.exit_code)
-    except click.exceptions.Abort:
+    except typer.Abort:
         print("filmcolor: aborted", file=sys.stderr)
         sys.exit(130)
-    except click.exceptions.ClickException as exc:
+    except typer.Exit as exc:
+        sys.exit(exc.exit_code)
+    except click_exc.ClickException as exc:
         print(f"filmcolor: error: {exc.format_message()}", file=sys.stderr)
         sys.exit(2)
     except KeyboardInterrupt:

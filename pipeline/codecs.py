@@ -84,9 +84,12 @@ def output_spec(info: FilmInfo, codec: str) -> OutputSpec:
         depth = info.bit_depth if info.bit_depth in (8, 10) else 10
         fmt = f"yuv{chroma}p" + ("10le" if depth == 10 else "")
         return OutputSpec("ffv1", "ffv1", fmt, depth, chroma, "matroska", FFV1_OPTIONS, True, *tags)
+    # ProRes and H.264 deliverables are video range (players assume it): full-range input
+    # luma is rescaled, within the codec's tolerance anyway.
+    video_tags = (*tags[:3], False)
     if codec == "prores":
-        return OutputSpec("prores", "prores_ks", "yuv422p10le", 10, "422", "mov", PRORES_OPTIONS, True, *tags)
-    return OutputSpec("h264", "libx264", "yuv420p", 8, "420", "mp4", H264_OPTIONS, False, *tags)
+        return OutputSpec("prores", "prores_ks", "yuv422p10le", 10, "422", "mov", PRORES_OPTIONS, True, *video_tags)
+    return OutputSpec("h264", "libx264", "yuv420p", 8, "420", "mp4", H264_OPTIONS, False, *video_tags)
 
 
 def _color_tags(info: FilmInfo) -> tuple[int, int, int, bool]:
@@ -103,6 +106,8 @@ def _color_tags(info: FilmInfo) -> tuple[int, int, int, bool]:
 def convert_luma(luma: np.ndarray, info: FilmInfo, spec: OutputSpec) -> np.ndarray:
     """Input luma code values -> output code values. Identity when depth and range match
     (the FFV1 guarantee); otherwise an exact integer rescale."""
+    if info.full_range != spec.full_range:
+        return _rescale_range(luma, info, spec)
     shift = spec.bit_depth - info.bit_depth
     if shift == 0:
         return luma
@@ -110,6 +115,18 @@ def convert_luma(luma: np.ndarray, info: FilmInfo, spec: OutputSpec) -> np.ndarr
     if shift > 0:
         return luma.astype(dtype) << shift
     return ((luma.astype(np.uint32) + (1 << (-shift - 1))) >> -shift).clip(0, 255).astype(dtype)
+
+
+def _rescale_range(luma: np.ndarray, info: FilmInfo, spec: OutputSpec) -> np.ndarray:
+    def black_white(depth: int, full: bool) -> tuple[float, float]:
+        scale = 1 << (depth - 8)
+        return (0.0, float((1 << depth) - 1)) if full else (16.0 * scale, 235.0 * scale)
+
+    lo_in, hi_in = black_white(info.bit_depth, info.full_range)
+    lo_out, hi_out = black_white(spec.bit_depth, spec.full_range)
+    y = (luma.astype(np.float64) - lo_in) * ((hi_out - lo_out) / (hi_in - lo_in)) + lo_out
+    top = (1 << spec.bit_depth) - 1
+    return np.rint(y).clip(0, top).astype(np.uint8 if spec.bit_depth == 8 else np.uint16)
 
 
 def chroma_to_code(chroma: np.ndarray, spec: OutputSpec) -> np.ndarray:

@@ -89,7 +89,7 @@ def _open(path: str) -> av.container.InputContainer:
         return av.open(path, mode="r")
     except FileNotFoundError:
         raise InputError(f"{path}: no such file") from None
-    except (av.error.InvalidDataError, av.error.ValueError, UnicodeDecodeError):
+    except (av.error.InvalidDataError, UnicodeDecodeError):
         raise InputError(f"{path}: not a video file (FFmpeg cannot read it)") from None
     except av.FFmpegError as exc:
         raise InputError(f"{path}: cannot open: {exc}") from None
