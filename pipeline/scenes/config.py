@@ -7,7 +7,7 @@ downscaled luma ("thumbnail", `analysis_width` pixels wide):
              compensation (phase correlation), on contrast-normalised luma, reduced as
              the median over the informative blocks of a grid (so a local change —
              an object crossing, a scratch — moves it little). 0 = same picture, ~1 = unrelated.
-* ``hist``   half the L1 distance between the 32-bin luma histograms of the two frames (0..1).
+* ``hist``   earth mover's distance between the luma histograms of the two frames / hist_scale.
 * ``score``  the cut score: ``(1 - hist_weight) * ssim + hist_weight * hist``.
 
 Defaults were tuned on `bench/scenes/run.py` (black-and-white films made from photographs
@@ -30,6 +30,9 @@ class SceneConfig:
     grain and compression noise average out, shot structure stays."""
     hist_bins: int = 32
     """Luma histogram bins."""
+    hist_scale: float = 0.2
+    """The histogram distance is the earth mover's distance between the two luma histograms
+    (luma 0..1 units) divided by this, capped at 1: robust to flicker, which only shifts them."""
     std_floor: float = 0.04
     """Contrast normalisation divides each thumbnail by max(std, std_floor) (luma 0..1), so
     a dim shot is compared like a bright one while a black frame stays flat, not amplified noise."""
@@ -61,9 +64,9 @@ class SceneConfig:
     """Lag comparisons are computed only where a consecutive score exceeds this (cost)."""
 
     # --- low variability, fades -----------------------------------------------------
-    flat_std: float = 0.012
-    """A frame whose thumbnail luma standard deviation (0..1 scale) is below this is flat:
-    black, white or grey (leader, blank frames, the bottom of a fade)."""
+    flat_spread: float = 0.02
+    """A frame whose luma spread (p90 - p10 at 1/4 of the thumbnail's size, 0..1 scale) is
+    below this is flat: black, white or grey (leader, blank frames, the bottom of a fade)."""
     low_variability_fraction: float = 0.8
     """A scene is flagged low_variability when at least this fraction of its frames are flat."""
     fade_min_len: int = 3
@@ -80,9 +83,13 @@ class SceneConfig:
     dissolve_max_len: int = 30
     dissolve_end_min: float = 0.45
     """The two ends (c-k, c+k) must be this dissimilar (1 - correlation): different shots."""
-    dissolve_margin: float = 0.12
-    """Frame c must match the mix of the ends better than either end by this margin
-    (1 - correlation units)."""
+    dissolve_gain: float = 0.5
+    """Frame c is a mix when a positive two-end linear fit (c ~ wa*a + wb*b) removes at least
+    this fraction of the variance that the better single end leaves unexplained."""
+    dissolve_min_unexplained: float = 0.03
+    """... and the better single end leaves at least this fraction unexplained (1 - r^2)."""
+    dissolve_min_weight: float = 0.15
+    """... and both ends weigh at least this much in the fit (standardised)."""
     dissolve_min_run: int = 3
     """Frames of consecutive dissolve evidence needed."""
 

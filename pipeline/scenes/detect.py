@@ -139,8 +139,8 @@ class FadeDetector:
 
     def boundaries(self, f: Features) -> list[Boundary]:
         cfg = self.cfg
-        std = f["std"]
-        flat = std < cfg.flat_std
+        std = f["spread"]
+        flat = std < cfg.flat_spread
         n = f.n
         out = []
         for s, e in flat_runs(flat):
@@ -148,13 +148,19 @@ class FadeDetector:
             ramp_in = self._ramp(std, e, +1, cfg.fade_max_len) + 1 if e < n else 0
             out_fade = ramp_out >= cfg.fade_min_len
             in_fade = ramp_in >= cfg.fade_min_len
+            # A dim shot hovering around the flat threshold is no flat span: the picture next
+            # to a flat edge must be clearly structured (or fade into it).
+            out_edge = s > 0 and (out_fade or float(np.max(std[max(0, s - 3):s])) >= 2 * cfg.flat_spread)
+            in_edge = e < n and (in_fade or float(np.max(std[e:e + 3])) >= 2 * cfg.flat_spread)
+            if not (out_edge or in_edge) and 0 < s and e < n:
+                continue
             long_hold = (e - s) >= cfg.min_scene_len or s == 0 or e == n
             if long_hold:
-                if s > 0:
+                if s > 0 and out_edge:
                     sc = _contrast_drop(std, s - 1, s)
                     out.append(Boundary(s, "fade" if out_fade else "cut", sc, 50.0,
                                         (s - ramp_out + 1, s + 1) if out_fade else None))
-                if e < n:
+                if e < n and in_edge:
                     sc = _contrast_drop(std, e, e - 1)
                     out.append(Boundary(e, "fade" if in_fade else "cut", sc, 50.0,
                                         (e - 1, e + ramp_in - 1) if in_fade else None))
@@ -174,6 +180,25 @@ def _contrast_drop(std: np.ndarray, picture: int, flat: int) -> float:
     return float(np.clip((p - float(std[flat])) / p, 0.0, 1.0)) if p > 0 else 0.0
 
 
+def dissolve_evidence(dab, dac, dcb, cfg: SceneConfig) -> np.ndarray:
+    """How much better frame c is explained by a positive mix of both ends than by the better
+    end alone: the fraction of the single-end residual variance that the two-end linear fit
+    removes (0..1; -inf where not a candidate). From the pairwise correlations only."""
+    with np.errstate(invalid="ignore", divide="ignore"):
+        ra, rb, rab = 1.0 - dac, 1.0 - dcb, 1.0 - dab
+        den = 1.0 - rab * rab
+        r2_two = (ra * ra + rb * rb - 2.0 * ra * rb * rab) / den
+        r2_one = np.maximum(ra, rb) ** 2
+        unexplained = 1.0 - r2_one
+        e = (r2_two - r2_one) / np.maximum(unexplained, 1e-6)
+        beta_a = (ra - rb * rab) / den
+        beta_b = (rb - ra * rab) / den
+        ok = ((dab >= cfg.dissolve_end_min) & (unexplained >= cfg.dissolve_min_unexplained)
+              & (beta_a >= cfg.dissolve_min_weight) & (beta_b >= cfg.dissolve_min_weight))
+    e = np.where(ok, e, -np.inf)
+    return np.nan_to_num(e, nan=-np.inf)
+
+
 class DissolveDetector:
     """Dissolves: a frame that is the mix of frames k before and k after it, the two ends
     being different shots; motion-aligned so that a pan is not a mix."""
@@ -191,17 +216,12 @@ class DissolveDetector:
                 continue
             # Row j holds the test centred on j - k: shift up by k.
             dab = np.full(n, np.nan)
-            dmix = np.full(n, np.nan)
             dac = np.full(n, np.nan)
             dcb = np.full(n, np.nan)
             dab[:n - k] = f[f"dab{k}"][k:]
-            dmix[:n - k] = f[f"dmix{k}"][k:]
             dac[:n - k] = f[f"dac{k}"][k:]
             dcb[:n - k] = f[f"dcb{k}"][k:]
-            with np.errstate(invalid="ignore"):
-                e = np.minimum(dac, dcb) - dmix
-                e[~(dab >= cfg.dissolve_end_min)] = -np.inf
-            e = np.nan_to_num(e, nan=-np.inf)
+            e = dissolve_evidence(dab, dac, dcb, cfg)
             better = e > best
             best[better] = e[better]
             side[better] = (dac - dcb)[better]
@@ -210,7 +230,7 @@ class DissolveDetector:
     def boundaries(self, f: Features) -> list[Boundary]:
         cfg = self.cfg
         ev, side = self.evidence(f)
-        hit = ev >= cfg.dissolve_margin
+        hit = ev >= cfg.dissolve_gain
         out = []
         runs = flat_runs(hit)
         # Merge runs separated by a gap of at most 2 frames.
@@ -221,8 +241,8 @@ class DissolveDetector:
             else:
                 merged.append([s, e])
         for s, e in merged:
-            if e - s < cfg.dissolve_min_run:
-                continue
+            if e - s < cfg.dissolve_min_run or e - s > cfg.dissolve_max_len:
+                continue  # too short: noise; longer than any dissolve: camera motion (zoom)
             frame = None
             for c in range(s, e):
                 if side[c] >= 0:  # closer to the incoming shot
@@ -231,7 +251,7 @@ class DissolveDetector:
             if frame is None:
                 frame = (s + e) // 2
             score = float(np.max(ev[s:e]))
-            out.append(Boundary(int(frame), "dissolve", score, score / cfg.dissolve_margin, (s, e)))
+            out.append(Boundary(int(frame), "dissolve", score, score / cfg.dissolve_gain, (s, e)))
         return out
 
 
@@ -251,7 +271,7 @@ def select(cands: list[Boundary], n: int, min_len: int) -> list[Boundary]:
 def decide(f: Features, cfg: SceneConfig) -> tuple[list[Boundary], np.ndarray]:
     """Boundaries (sorted, min length enforced) and the per-frame flat mask."""
     n = f.n
-    flat = f["std"] < cfg.flat_std
+    flat = f["spread"] < cfg.flat_spread
     fades = FadeDetector(cfg).boundaries(f)
     cuts = CutDetector(cfg).boundaries(f)
     dissolves = DissolveDetector(cfg).boundaries(f)

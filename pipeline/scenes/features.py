@@ -10,7 +10,10 @@ scan, so a parallel scan gives bit-identical feature arrays, and the decision pa
 Columns (one value per frame; "prev" = frame j-1; NaN where undefined):
 
 mean, std       thumbnail luma mean / standard deviation, 0..1 (black..white)
-hist            half L1 distance of the luma histograms of prev and j (0..1)
+spread          p90 - p10 of the luma at 1/4 of the thumbnail's size: the flatness measure
+                (robust to grain, and to a scratch or two, which cover < 10% of columns)
+hist            earth mover's distance between the luma histograms of prev and j, divided
+                by hist_scale, capped at 1
 ssim            1 - SSIM(prev, j): motion-compensated, contrast-normalised, block-median
 dx, dy          global translation prev -> j (thumbnail pixels), 0 if not reliable
 lag{k}          like ssim but between j-k and j (k = 2 .. flash_max_len+1), computed only
@@ -40,7 +43,7 @@ _MIN_RESPONSE = 0.05  # phase-correlation peak below which a shift is not truste
 
 
 def feature_columns(config: SceneConfig) -> list[str]:
-    cols = ["mean", "std", "hist", "ssim", "dx", "dy"]
+    cols = ["mean", "std", "spread", "hist", "ssim", "dx", "dy"]
     cols += [f"lag{k}" for k in range(2, config.flash_max_len + 2)]
     for k in config.dissolve_half_lengths:
         cols += [f"dab{k}", f"dmix{k}", f"dac{k}", f"dcb{k}"]
@@ -103,7 +106,7 @@ def _mc_dissim(prev: np.ndarray, cur: np.ndarray, window: np.ndarray, mc: bool) 
 
 
 class _Frame:
-    __slots__ = ("index", "f", "g", "small", "mean", "std", "hist", "dx", "dy", "ssim", "score", "flat")
+    __slots__ = ("index", "f", "g", "small", "mean", "std", "spread", "hist", "dx", "dy", "ssim", "score", "flat")
 
 
 class FeatureExtractor:
@@ -130,9 +133,13 @@ class FeatureExtractor:
         fr.f = f
         fr.mean = float(f.mean())
         fr.std = float(f.std())
-        fr.flat = fr.std < cfg.flat_std
         fr.g = (f - fr.mean) * (1.0 / max(fr.std, cfg.std_floor)) + _OFFSET
         fr.small = _half(f)
+        coarse = _half(fr.small).ravel()
+        lo_i, hi_i = int(0.1 * (coarse.size - 1)), int(0.9 * (coarse.size - 1))
+        part = np.partition(coarse, (lo_i, hi_i))
+        fr.spread = float(part[hi_i] - part[lo_i])
+        fr.flat = fr.spread < cfg.flat_spread
         fr.hist = cv2.calcHist([f], [0], None, [cfg.hist_bins], [0.0, 1.0 + 1e-6]).ravel() / f.size
         if self._window is None or self._window.shape != f.shape:
             self._window = cv2.createHanningWindow((f.shape[1] // 2, f.shape[0] // 2), cv2.CV_32F)
@@ -140,6 +147,7 @@ class FeatureExtractor:
         c = self._col
         row[c["mean"]] = fr.mean
         row[c["std"]] = fr.std
+        row[c["spread"]] = fr.spread
         ring = self._ring
         prev = ring[-1] if ring and ring[-1].index == index - 1 else None
         fr.dx = fr.dy = 0.0
@@ -148,7 +156,9 @@ class FeatureExtractor:
         if prev is None:
             ring.clear()
         else:
-            h = 0.5 * float(np.abs(fr.hist - prev.hist).sum())
+            # Earth mover's distance of the luma histograms (luma units), scaled: a flicker
+            # shifts a narrow histogram across bins but moves it little.
+            h = min(1.0, float(np.abs(np.cumsum(fr.hist - prev.hist)).sum()) / cfg.hist_bins / cfg.hist_scale)
             row[c["hist"]] = h
             d, dx, dy = _mc_dissim(prev.g, fr.g, self._window, cfg.motion_compensation)
             fr.ssim, fr.dx, fr.dy = d, dx, dy
@@ -179,7 +189,7 @@ class FeatureExtractor:
         self._rows.append(row)
 
     def _dissolve(self, frames, ia, ic, ib):
-        """(1-r_ab, 1-r_mix, 1-r_ac, 1-r_cb) on half-resolution thumbnails, aligned to c."""
+        """(1-r_ab, 1-r_mix, 1-r_ac, 1-r_cb) on half-size thumbnails, aligned to c."""
         # Accumulated translation a -> c and c -> b, summed in a fixed order (deterministic).
         dac = [0.0, 0.0]
         for x in frames[ia + 1:ic + 1]:

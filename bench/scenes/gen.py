@@ -1,0 +1,206 @@
+"""Benchmark films for the scene detector, generated in code from real photographs.
+
+Each film is a seeded sequence of shots (camera moves over a photograph) joined by hard cuts
+(plain, dark-to-dark, same-subject cut-ins, cuts to/from black leader), fades (to black and
+to white, with long holds or a short dip), and dissolves of 6-30 frames; inside the shots:
+flash frames / exposure jumps / blank frames, whip pans, fast pans and occluders crossing
+the frame; over the whole film: grain, flicker, gate weave and vertical scratches at a
+per-film level. The ground truth is written beside each film as JSON.
+"""
+
+from __future__ import annotations
+
+import glob
+import json
+import os
+import sys
+
+import numpy as np
+
+sys.path.insert(0, os.path.abspath(os.path.join(os.path.dirname(__file__), "..", "..")))
+
+from pipeline.scenes.synth import SKIMAGE_PHOTOS, Clip, Shot, load_photo, write_gray  # noqa: E402
+
+DEBIAN_PHOTO_DIRS = ("/usr/share/backgrounds/mate/nature",)
+
+
+def photo_pool(skimage_only: bool = False) -> list[str]:
+    photos = [p for p in SKIMAGE_PHOTOS if p not in ("page", "horse")]
+    if not skimage_only:
+        for d in DEBIAN_PHOTO_DIRS:
+            for path in sorted(glob.glob(os.path.join(d, "*.jpg")))[:8]:
+                try:
+                    _load_limited(path)
+                    photos.append(path)
+                except Exception:
+                    pass
+    return photos
+
+
+def _load_limited(path: str) -> None:
+    """Load a (possibly huge) image file once, shrunk to <= 1600 px wide, into the cache."""
+    import cv2
+
+    from pipeline.scenes import synth
+
+    if path in synth._cache:
+        return
+    img = cv2.imread(path, cv2.IMREAD_GRAYSCALE)
+    if img is None:
+        raise FileNotFoundError(path)
+    if img.shape[1] > 1600:
+        f = 1600 / img.shape[1]
+        img = cv2.resize(img, (1600, int(img.shape[0] * f)), interpolation=cv2.INTER_AREA)
+    synth._cache[path] = img.astype(np.float32) / 255.0
+
+
+TRANSITIONS = ["cut", "dissolve", "cut_dark", "fade_hold", "cutin", "dissolve", "fade_dip",
+               "cut", "leader", "dissolve", "fade_white", "cut_dark", "cutin", "dissolve"]
+PHENOMENA = ["flash", "whip", "occluder", "fast_pan", "exposure", None, "flash2", "whip", "blank",
+             "occluder", "fast_pan", None]
+
+
+def make_film(seed: int, width: int, height: int, photos: list[str], n_shots: int = 10) -> Clip:
+    """One film: shots of 56-76 visible frames; each within-shot event sits early in its shot,
+    clear of the transitions on both sides (a 30-frame dissolve eats the tail of a shot)."""
+    rng = np.random.default_rng(1000 + seed)
+    clip = Clip(width, height, seed=seed)
+    order = list(rng.permutation(len(photos)))
+    state = {"i": 0, "last": "astronaut"}
+
+    def next_photo() -> str:
+        p = photos[order[state["i"] % len(order)]]
+        state["i"] += 1
+        return p
+
+    def shot(lead: int = 0, photo=None, ph=None, **kw) -> Shot:
+        frames = lead + int(rng.integers(56, 76))
+        photo = photo or next_photo()
+        state["last"] = photo
+        pan = (float(rng.uniform(-1.5, 1.5)), float(rng.uniform(-0.6, 0.6)))
+        s = Shot(photo, frames, pan=pan, zoom=float(rng.choice([0.0, 0.0, 0.004, -0.004])),
+                 center=(float(rng.uniform(0.35, 0.65)), float(rng.uniform(0.35, 0.65))), **kw)
+        if ph == "whip":
+            s.whip = (lead + 8, 6, float(rng.uniform(25, 45)) * float(rng.choice([-1, 1])))
+        elif ph == "occluder":
+            s.occluder = (lead + 4, 16)
+        elif ph == "fast_pan":
+            s.pan = (float(rng.choice([-1, 1]) * rng.uniform(4, 7)), float(rng.uniform(-1, 1)))
+        return s
+
+    t_off, p_off = seed * 3, seed * 5
+    if seed % 2 == 0:
+        clip.flat(8, 0.0)
+        clip.fade_in(shot(lead=14), 14)
+    else:
+        clip.cut(shot())
+    for i in range(n_shots):
+        kind = TRANSITIONS[(i + t_off) % len(TRANSITIONS)]
+        ph = PHENOMENA[(i + p_off) % len(PHENOMENA)]
+        if kind == "cut":
+            clip.cut(shot(ph=ph), "cut")
+        elif kind == "cut_dark":
+            # Dark-to-dark: a dark shot, then a cut to another dark shot.
+            clip.cut(shot(gain=float(rng.uniform(0.3, 0.45))), "dark_in")
+            clip.cut(shot(ph=ph, gain=float(rng.uniform(0.3, 0.45))), "dark_to_dark")
+        elif kind == "cutin":
+            # Same subject, tighter framing (a cut-in).
+            clip.cut(shot(ph=ph, photo=state["last"], scale=float(rng.uniform(1.8, 2.6))), "cutin")
+        elif kind == "dissolve":
+            n = int(rng.choice([6, 8, 12, 16, 20, 24, 30]))
+            clip.dissolve(shot(lead=n, ph=ph), n)
+        elif kind == "fade_hold":
+            n = int(rng.integers(8, 20))
+            clip.fade_out(int(rng.integers(8, 20)), 0.0, hold=int(rng.integers(8, 14)))
+            clip.fade_in(shot(lead=n, ph=ph), n)
+        elif kind == "fade_dip":
+            n = int(rng.integers(6, 14))
+            clip.fade_out(int(rng.integers(6, 14)), 0.0, hold=int(rng.integers(0, 3)))
+            clip.fade_in(shot(lead=n, ph=ph), n)
+        elif kind == "fade_white":
+            n = int(rng.integers(8, 16))
+            clip.fade_out(int(rng.integers(8, 16)), 1.0, hold=int(rng.integers(8, 12)))
+            clip.fade_in(shot(lead=n, ph=ph), n, level=1.0)
+        elif kind == "leader":
+            clip.flat(int(rng.integers(8, 14)), 0.02, note="to_leader")
+            clip.cut(shot(ph=ph), "from_leader")
+        # Flash-like events early in the newest shot, after its incoming transition.
+        if ph in ("flash", "flash2", "exposure", "blank"):
+            at = clip.truth[-1].span[1] + 10 if clip.truth else 20
+            frames = 2 if ph == "flash2" else 1
+            kind_f = {"flash": "white", "flash2": "white", "exposure": "exposure", "blank": "blank"}[ph]
+            clip.flash(at, frames, kind_f)
+    if seed % 3 == 1:
+        clip.fade_out(int(rng.integers(10, 20)), 0.0, hold=10)
+    return clip
+
+
+DAMAGE = [
+    dict(),
+    dict(grain=0.03, flicker=0.03, weave=0.5, scratches=1),
+    dict(grain=0.05, flicker=0.05, weave=0.8, scratches=2),
+    dict(grain=0.02, flicker=0.08, weave=0.3, scratches=0),
+    dict(grain=0.06, flicker=0.02, weave=1.2, scratches=3),
+    dict(grain=0.04, flicker=0.04, weave=0.6, scratches=2),
+    dict(grain=0.03, flicker=0.06, weave=1.0, scratches=1),
+    dict(grain=0.05, flicker=0.03, weave=0.4, scratches=3),
+]
+
+
+def generate(out_dir: str, n_films: int = 8, width: int = 320, height: int = 180,
+             skimage_only: bool = False) -> list[str]:
+    """Write films + truth JSON; returns the film paths."""
+    os.makedirs(out_dir, exist_ok=True)
+    photos = photo_pool(skimage_only)
+    paths = []
+    for i in range(n_films):
+        path = os.path.join(out_dir, f"film{i:02d}.mkv")
+        truth_path = path + ".truth.json"
+        paths.append(path)
+        if os.path.exists(path) and os.path.exists(truth_path):
+            continue
+        clip = make_film(i, width, height, photos)
+        damage = DAMAGE[i % len(DAMAGE)]
+        if damage:
+            clip.damage(**damage)
+        for ev in clip.events:
+            ev["span"] = list(ev["span"])
+        truth = {
+            "film": os.path.basename(path), "frames": len(clip), "width": width, "height": height,
+            "damage": damage,
+            "boundaries": [{"kind": t.kind, "frame": t.frame, "span": list(t.span), "note": t.note}
+                           for t in clip.truth],
+            "events": clip.events,
+            "flat_spans": [list(s) for s in clip.flat_spans],
+        }
+        write_gray(path + ".tmp.mkv", clip.frames, rate=24, codec="ffv1", timecode="01:00:00:00")
+        os.replace(path + ".tmp.mkv", path)
+        with open(truth_path, "w") as fh:
+            json.dump(truth, fh, indent=1)
+    return paths
+
+
+def speed_film(out_dir: str, width: int, height: int, frames: int = 144) -> str:
+    """An H.264 film at a delivery size, for detection vs decode-only throughput."""
+    path = os.path.join(out_dir, f"speed_{height}p.mp4")
+    if os.path.exists(path):
+        return path
+    clip = Clip(width, height, seed=99)
+    photos = [p for p in SKIMAGE_PHOTOS if p not in ("page", "horse")]
+    n = 0
+    i = 0
+    while n < frames:
+        clip.cut(Shot(photos[i % len(photos)], 36, pan=(2.0, 0.5)))
+        n += 36
+        i += 1
+    clip.frames = clip.frames[:frames]
+    clip.damage(grain=0.02)
+    write_gray(path + ".tmp.mp4", clip.frames, rate=24, codec="libx264")
+    os.replace(path + ".tmp.mp4", path)
+    return path
+
+
+if __name__ == "__main__":
+    out = sys.argv[1] if len(sys.argv) > 1 else "bench/out/scenes"
+    for p in generate(out):
+        print(p)
