@@ -129,6 +129,83 @@ def _affine(cx, cy, scale, theta, w, h) -> np.ndarray:
     )
 
 
+class Clip:
+    """A virtual camera over one photograph; frames rendered on demand (``frame(t)``).
+
+    Construction draws all random parameters from ``rng``; rendering is deterministic.
+    """
+
+    def __init__(self, image: np.ndarray, spec: ClipSpec, rng: np.random.Generator,
+                 others: list[np.ndarray] | None = None, path: dict | None = None):
+        self.spec = spec
+        T, h, w = spec.frames, spec.height, spec.width
+        H, W = image.shape[:2]
+        self.img = image.astype(np.float32) / 255.0
+        # base scale: image pixels per frame pixel; keep the frame mostly inside the image
+        base = min(H / h, W / w) * rng.uniform(0.45, 0.8)
+        self.base = base
+        self.c0 = (W / 2 + rng.uniform(-0.15, 0.15) * W, H / 2 + rng.uniform(-0.15, 0.15) * H)
+        ang = rng.uniform(0, 2 * np.pi)
+        self.v = (np.cos(ang) * spec.pan * w * base, np.sin(ang) * spec.pan * w * base)
+        self.zr = rng.uniform(-1, 1) * spec.zoom
+        self.om = rng.uniform(-1, 1) * spec.rotate
+        self.th0 = rng.uniform(-0.05, 0.05)
+        if path is not None and "times" in path:
+            times = np.asarray(path["times"], np.float32)
+        else:
+            times = np.arange(T, dtype=np.float32)
+            jumps = rng.random(T) < spec.time_jumps
+            jumps[0] = False
+            times[jumps] = rng.uniform(0, 4 * T, jumps.sum())
+        self.times = times
+        self.shake = rng.normal(0, spec.shake * w * base, (len(times), 2)).astype(np.float32)
+        self.shake[0] = 0
+        self.gain_phase = rng.uniform(0, 2 * np.pi)
+        self.gain_freq = rng.uniform(0.2, 1.0) / max(T, 1)
+        self.amp = rng.uniform(0, spec.lighting)
+        # occluders: textured patches moving linearly
+        self.occ = []
+        for _ in range(spec.occluders):
+            src = others[rng.integers(len(others))] if others else image
+            oh, ow = int(h * rng.uniform(0.2, 0.45)), int(w * rng.uniform(0.15, 0.35))
+            sy = rng.integers(0, max(1, src.shape[0] - oh))
+            sx = rng.integers(0, max(1, src.shape[1] - ow))
+            patch = src[sy : sy + oh, sx : sx + ow].astype(np.float32) / 255.0
+            patch = cv2.resize(patch, (ow, oh))
+            mask = np.zeros((oh, ow), np.float32)
+            if rng.random() < 0.5:
+                cv2.ellipse(mask, (ow // 2, oh // 2), (ow // 2 - 1, oh // 2 - 1), 0, 0, 360, 1.0, -1)
+            else:
+                mask[:] = 1.0
+            mask = cv2.GaussianBlur(mask, (3, 3), 0)
+            p0 = np.array([rng.uniform(-ow, w), rng.uniform(-oh, h)], np.float32)
+            a2 = rng.uniform(0, 2 * np.pi)
+            v = np.array([np.cos(a2), np.sin(a2)], np.float32) * spec.occluder_speed * w * rng.uniform(0.5, 1.5)
+            self.occ.append((patch, mask, p0, v))
+
+    def __len__(self) -> int:
+        return len(self.times)
+
+    def frame(self, i: int) -> np.ndarray:
+        """Ground-truth RGB h x w x 3 float32 [0, 1] of frame i."""
+        spec, t = self.spec, float(self.times[i])
+        h, w = spec.height, spec.width
+        H, W = self.img.shape[:2]
+        cx = self.c0[0] + self.v[0] * t + self.shake[i, 0]
+        cy = self.c0[1] + self.v[1] * t + self.shake[i, 1]
+        # bounce the camera inside the image
+        cx = W / 2 + _tri(cx - W / 2, W * 0.3)
+        cy = H / 2 + _tri(cy - H / 2, H * 0.3)
+        M = _affine(cx, cy, self.base * np.exp(self.zr * t), self.th0 + self.om * t, w, h)
+        fr = cv2.warpAffine(self.img, M, (w, h), flags=cv2.INTER_LINEAR | cv2.WARP_INVERSE_MAP,
+                            borderMode=cv2.BORDER_REFLECT)
+        for patch, mask, p0, v in self.occ:
+            x0, y0 = (p0 + v * t).astype(int)
+            _paste(fr, patch, mask, x0, y0)
+        gain = 1.0 + self.amp * np.sin(self.gain_phase + 2 * np.pi * self.gain_freq * t)
+        return np.clip(fr * gain, 0, 1).astype(np.float32)
+
+
 def make_clip(
     image: np.ndarray,
     spec: ClipSpec,
@@ -136,66 +213,13 @@ def make_clip(
     others: list[np.ndarray] | None = None,
     path: dict | None = None,
 ) -> tuple[np.ndarray, np.ndarray]:
-    """A clip over ``image`` (uint8 RGB).
+    """A whole (short) clip over ``image`` (uint8 RGB).
 
     -> (rgb T x h x w x 3 float32 ground truth, luma T x h x w float32 input with grain)
     ``path`` may give the camera time of each frame explicitly: {'times': array}.
     """
-    T, h, w = spec.frames, spec.height, spec.width
-    H, W = image.shape[:2]
-    img = image.astype(np.float32) / 255.0
-    # base scale: image pixels per frame pixel; keep the frame mostly inside the image
-    base = min(H / h, W / w) * rng.uniform(0.45, 0.8)
-    cx0, cy0 = W / 2 + rng.uniform(-0.15, 0.15) * W, H / 2 + rng.uniform(-0.15, 0.15) * H
-    ang = rng.uniform(0, 2 * np.pi)
-    vx, vy = np.cos(ang) * spec.pan * w * base, np.sin(ang) * spec.pan * w * base
-    zr = rng.uniform(-1, 1) * spec.zoom
-    om = rng.uniform(-1, 1) * spec.rotate
-    th0 = rng.uniform(-0.05, 0.05)
-    if path is not None and "times" in path:
-        times = np.asarray(path["times"], np.float32)
-    else:
-        times = np.arange(T, dtype=np.float32)
-        jumps = rng.random(T) < spec.time_jumps
-        jumps[0] = False
-        times[jumps] = rng.uniform(0, 4 * T, jumps.sum())
-    shake = rng.normal(0, spec.shake * w * base, (len(times), 2)).astype(np.float32)
-    shake[0] = 0
-    gain_phase = rng.uniform(0, 2 * np.pi)
-    gain_freq = rng.uniform(0.2, 1.0) / max(T, 1)
-    amp = rng.uniform(0, spec.lighting)
-    # occluders: textured patches moving linearly
-    occ = []
-    for _ in range(spec.occluders):
-        src = others[rng.integers(len(others))] if others else image
-        oh, ow = int(h * rng.uniform(0.2, 0.45)), int(w * rng.uniform(0.15, 0.35))
-        sy, sx = rng.integers(0, max(1, src.shape[0] - oh)), rng.integers(0, max(1, src.shape[1] - ow))
-        patch = src[sy : sy + oh, sx : sx + ow].astype(np.float32) / 255.0
-        patch = cv2.resize(patch, (ow, oh))
-        mask = np.zeros((oh, ow), np.float32)
-        if rng.random() < 0.5:
-            cv2.ellipse(mask, (ow // 2, oh // 2), (ow // 2 - 1, oh // 2 - 1), 0, 0, 360, 1.0, -1)
-        else:
-            mask[:] = 1.0
-        mask = cv2.GaussianBlur(mask, (3, 3), 0)
-        p0 = np.array([rng.uniform(-ow, w), rng.uniform(-oh, h)], np.float32)
-        a2 = rng.uniform(0, 2 * np.pi)
-        v = np.array([np.cos(a2), np.sin(a2)], np.float32) * spec.occluder_speed * w * rng.uniform(0.5, 1.5)
-        occ.append((patch, mask, p0, v))
-    rgb = np.empty((len(times), h, w, 3), np.float32)
-    for i, t in enumerate(times):
-        cx, cy = cx0 + vx * t + shake[i, 0], cy0 + vy * t + shake[i, 1]
-        # bounce the camera inside the image
-        cx = W / 2 + _tri(cx - W / 2, W * 0.3)
-        cy = H / 2 + _tri(cy - H / 2, H * 0.3)
-        M = _affine(cx, cy, base * np.exp(zr * t), th0 + om * t, w, h)
-        fr = cv2.warpAffine(img, M, (w, h), flags=cv2.INTER_LINEAR | cv2.WARP_INVERSE_MAP,
-                            borderMode=cv2.BORDER_REFLECT)
-        for patch, mask, p0, v in occ:
-            x0, y0 = (p0 + v * t).astype(int)
-            _paste(fr, patch, mask, x0, y0)
-        gain = 1.0 + amp * np.sin(gain_phase + 2 * np.pi * gain_freq * t)
-        rgb[i] = np.clip(fr * gain, 0, 1)
+    clip = Clip(image, spec, rng, others, path)
+    rgb = np.stack([clip.frame(i) for i in range(len(clip))])
     y, _ = rgb_to_ycbcr(rgb)
     luma = y + rng.normal(0, 1, y.shape).astype(np.float32) * rng.uniform(0, spec.grain)
     return rgb, np.clip(luma, 0, 1).astype(np.float32)

@@ -1,0 +1,282 @@
+"""Quality / speed / memory benchmark of the propagation models.
+
+    python bench/model/run.py                 # full quality set + memory check (~15 min)
+    python bench/model/run.py --quick         # a short version (smoke)
+    python bench/model/run.py --skip-memory   # quality set only
+
+The quality set is built in code from scikit-image's photographs (the 'bench' split of
+pipeline.model.memnet_data: never used for training) at 640x360, with colour ground truth:
+  pan_zoom   camera pan + zoom + rotation + shake, lighting change, grain     (120 frames)
+  occlusion  slow pan, two textured occluders crossing (occlusion/disocclusion) (120)
+  returning  camera away to another part of the scene and back (returning shot) (120)
+  long       one long scene: slow wander, occluder, lighting drift, grain     (1000)
+Each scene's exemplar is its frame 0 in colour (clean luma). The reference of a frame is
+its input (grainy) luma with the true chroma, so the metrics judge only the chroma.
+
+Every method runs through what the job does per frame: full-res luma -> working resolution
+(pipeline.model.upsample.work_size / downsize, 320x180) -> model.step -> chroma back to
+640x360 by pipeline.model.upsample.guided_upsample. Methods: exemplar chroma copied
+unchanged ('copy'), 'flow', 'memnet' (committed weights) float and int8, and the
+untrained floor ('memnet-floor': fixed keys, fixed fusion). Each method runs in its own
+process (one thread, as a job actor) so that fps and peak memory are its own.
+Metrics: pipeline.metrics.evaluate (PSNR, SSIM, CDC, colorfulness ratio), per scene.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import resource
+import subprocess
+import sys
+import time
+from collections import deque
+from pathlib import Path
+
+import numpy as np
+
+ROOT = Path(__file__).resolve().parents[2]
+sys.path.insert(0, str(ROOT))
+
+W, H = 640, 360
+METHODS = ("copy", "flow", "memnet", "memnet-int8", "memnet-floor")
+
+
+def scene_specs(quick: bool):
+    from pipeline.model.memnet_data import ClipSpec
+
+    n = 30 if quick else 120
+    long_n = 100 if quick else 1000
+    ret = np.concatenate([np.arange(n // 3), 400 + np.arange(n // 3), np.arange(n - 2 * (n // 3))[::-1]])
+    return [
+        ("pan_zoom", "astronaut.png",
+         ClipSpec(frames=n, height=H, width=W, pan=0.006, zoom=0.002, rotate=0.002, shake=0.002,
+                  occluders=0, lighting=0.1, grain=0.015), None),
+        ("occlusion", "coffee.png",
+         ClipSpec(frames=n, height=H, width=W, pan=0.003, zoom=0.0, rotate=0.0, shake=0.001,
+                  occluders=2, occluder_speed=0.012, lighting=0.05, grain=0.015), None),
+        ("returning", "rocket.jpg",
+         ClipSpec(frames=len(ret), height=H, width=W, pan=0.01, zoom=0.0, rotate=0.0, shake=0.002,
+                  occluders=0, lighting=0.05, grain=0.015), {"times": ret}),
+        ("long", "motorcycle_left.png",
+         ClipSpec(frames=long_n, height=H, width=W, pan=0.0015, zoom=0.0005, rotate=0.0003,
+                  shake=0.001, occluders=1, occluder_speed=0.002, lighting=0.2, grain=0.02), None),
+    ]
+
+
+class CopyPropagator:
+    """Baseline: the exemplar's chroma, unchanged, for every frame."""
+
+    name = "copy"
+
+    def new_scene(self, exemplars):
+        self.c = exemplars[0].chroma.astype(np.float32)
+
+    def step(self, luma):
+        return self.c
+
+    def weights_sha256(self):
+        return ""
+
+
+def make_model(method: str):
+    from pipeline.model import create
+
+    if method == "copy":
+        return CopyPropagator()
+    if method == "flow":
+        return create("flow", threads=1)
+    if method == "memnet":
+        return create("memnet", threads=1)
+    if method == "memnet-int8":
+        return create("memnet", threads=1, quantize=True)
+    if method == "memnet-floor":
+        return create("memnet", threads=1, weights="none")
+    raise ValueError(method)
+
+
+def rss_mb() -> float:
+    import psutil
+
+    return psutil.Process().memory_info().rss / 2**20
+
+
+def run_method(method: str, quick: bool, seed: int = 0) -> dict:
+    """Runs one method over the quality set in this process."""
+    import cv2
+    import torch
+
+    from pipeline import metrics
+    from pipeline.model import Exemplar
+    from pipeline.model.memnet_data import Clip, load_images, rgb_to_ycbcr, to_u8, ycbcr_to_rgb
+    from pipeline.model.upsample import downsize, guided_upsample, work_size
+
+    torch.set_num_threads(1)
+    cv2.setNumThreads(1)
+    images = dict(load_images("bench", 1024))
+    model = make_model(method)
+    ws = work_size(W, H)
+    specs = scene_specs(quick)
+    pending: deque = deque()
+    timing = {"model_s": 0.0, "frames": 0}
+    peak = [rss_mb()]
+    lengths = [len(p["times"]) if p else s.frames for _, _, s, p in specs]
+    ranges = [(int(sum(lengths[:k])), int(sum(lengths[: k + 1]))) for k in range(len(lengths))]
+
+    def outputs():
+        for si, (name, img, spec, path) in enumerate(specs):
+            others = [images[k] for k in images if k != img]
+            clip = Clip(images[img], spec, np.random.default_rng([seed, si]), others, path)
+            y0, c0 = rgb_to_ycbcr(clip.frame(0))
+            ex = Exemplar(0, downsize(y0, ws), np.stack([downsize(c, ws) for c in c0]))
+            model.new_scene([ex])
+            for i in range(len(clip)):
+                y, c = rgb_to_ycbcr(clip.frame(i))
+                g = np.random.default_rng([seed, si, i]).normal(0, spec.grain, y.shape)
+                luma = np.clip(y + g, 0, 1).astype(np.float32)
+                pending.append(to_u8(ycbcr_to_rgb(luma, c)))
+                t = time.perf_counter()
+                lw = downsize(luma, ws)
+                chroma = guided_upsample(model.step(lw), lw, luma)
+                timing["model_s"] += time.perf_counter() - t
+                timing["frames"] += 1
+                if i % 50 == 0:
+                    peak[0] = max(peak[0], rss_mb())
+                yield to_u8(ycbcr_to_rgb(luma, chroma))
+            print(f"  {method}: scene {name} done ({len(clip)} frames)", file=sys.stderr, flush=True)
+
+    class _Refs:  # the reference of a frame exists once its output was made
+        def __iter__(self):
+            return self
+
+        def __next__(self):
+            if not pending:
+                raise StopIteration
+            return pending.popleft()
+
+    t0 = time.perf_counter()
+    res = metrics.evaluate(outputs(), _Refs(), scenes=ranges)
+    for s, spec in zip(res["scenes"], specs):
+        s["name"] = spec[0]
+    res["fps"] = timing["frames"] / timing["model_s"]
+    res["peak_rss_mb"] = max(peak[0], resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024)
+    res["wall_s"] = time.perf_counter() - t0
+    res["method"] = method
+    res["weights_sha256"] = model.weights_sha256()
+    return res
+
+
+def memory_check(frames: int = 5000, at: int = 500, seed: int = 0) -> dict:
+    """memnet over one long scene at working resolution: RSS after `at` frames vs peak."""
+    import cv2
+    import torch
+
+    from pipeline.model import Exemplar, create
+    from pipeline.model.memnet_data import Clip, ClipSpec, load_images, rgb_to_ycbcr
+    from pipeline.model.upsample import work_size
+
+    torch.set_num_threads(1)
+    cv2.setNumThreads(1)
+    ww, hh = work_size(W, H)
+    img = dict(load_images("bench", 1024))["motorcycle_left.png"]
+    clip = Clip(img, ClipSpec(frames=frames, height=hh, width=ww, pan=0.002, zoom=0.0005, rotate=0.0003,
+                              shake=0.001, occluders=1, occluder_speed=0.002, lighting=0.2, grain=0.0),
+                np.random.default_rng(seed))
+    model = create("memnet", threads=1)
+    y0, c0 = rgb_to_ycbcr(clip.frame(0))
+    model.new_scene([Exemplar(0, y0, c0)])
+    rss_at, peak_after, elems = None, 0.0, []
+    t0 = time.perf_counter()
+    for i in range(frames):
+        y, _ = rgb_to_ycbcr(clip.frame(i))
+        model.step(y)
+        if i + 1 == at:
+            rss_at = rss_mb()
+            peak_at = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+        if i + 1 >= at and (i + 1) % 50 == 0:
+            peak_after = max(peak_after, rss_mb())
+            elems.append(model.mem.size)
+    peak_end = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    return {
+        "frames": frames, "at": at,
+        "rss_mb_at": rss_at, "rss_mb_max_after": peak_after,
+        "peak_rss_mb_at": peak_at, "peak_rss_mb_end": peak_end,
+        "peak_ratio": peak_end / peak_at,
+        "memory_elements_at_end": model.mem.size, "memory_elements_max": max(elems),
+        "memory_elements_bound": model.mem.bound, "compressions": model.mem.compressions,
+        "fps_working_res": frames / (time.perf_counter() - t0),
+    }
+
+
+def table(results: list[dict]) -> str:
+    rows = ["| method | PSNR dB | SSIM | CDC | colorfulness ratio | fps (640x360, 1 thread) | peak RSS MB |",
+            "|---|---|---|---|---|---|---|"]
+    for r in results:
+        rows.append(f"| {r['method']} | {r['psnr']:.2f} | {r['ssim']:.4f} | {r['cdc']:.5f} | "
+                    f"{r['colorfulness_ratio']:.3f} | {r['fps']:.1f} | {r['peak_rss_mb']:.0f} |")
+    rows.append("")
+    names = [s.get("name", str(s["scene"])) for s in results[0]["scenes"]]
+    rows.append("| method | " + " | ".join(f"{n} PSNR / CDC" for n in names) + " |")
+    rows.append("|---|" + "---|" * len(names))
+    for r in results:
+        rows.append(f"| {r['method']} | " + " | ".join(
+            f"{s['psnr']:.2f} / {s['cdc']:.5f}" for s in r["scenes"]) + " |")
+    return "\n".join(rows)
+
+
+def main(argv=None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--quick", action="store_true")
+    ap.add_argument("--methods", default=",".join(METHODS))
+    ap.add_argument("--skip-memory", action="store_true")
+    ap.add_argument("--memory-frames", type=int, default=5000)
+    ap.add_argument("--out", default=str(ROOT / "bench" / "out" / "model"))
+    ap.add_argument("--child", default=None, help=argparse.SUPPRESS)
+    args = ap.parse_args(argv)
+
+    if args.child:  # one method (or the memory check) in this process, JSON on stdout
+        if args.child == "memory":
+            res = memory_check(args.memory_frames, min(500, args.memory_frames // 2))
+        else:
+            res = run_method(args.child, args.quick)
+        print("RESULT " + json.dumps(res))
+        return 0
+
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    children = [m for m in args.methods.split(",") if m] + ([] if args.skip_memory else ["memory"])
+    results, mem = [], None
+    for m in children:
+        print(f"running {m} ...", file=sys.stderr, flush=True)
+        cmd = [sys.executable, __file__, "--child", m, "--memory-frames", str(args.memory_frames)]
+        if args.quick:
+            cmd.append("--quick")
+        p = subprocess.run(cmd, stdout=subprocess.PIPE, text=True, env={**os.environ, "OMP_NUM_THREADS": "1"})
+        line = [x for x in p.stdout.splitlines() if x.startswith("RESULT ")]
+        if p.returncode or not line:
+            print(f"{m} failed (exit {p.returncode})", file=sys.stderr)
+            continue
+        r = json.loads(line[-1][7:])
+        if m == "memory":
+            mem = r
+        else:
+            results.append(r)
+            print(f"  {m}: PSNR {r['psnr']:.2f}  SSIM {r['ssim']:.4f}  CDC {r['cdc']:.5f}  "
+                  f"colorfulness {r['colorfulness_ratio']:.3f}  {r['fps']:.1f} fps", file=sys.stderr, flush=True)
+    text = table(results) if results else ""
+    if mem:
+        text += (f"\n\nmemory (memnet, one scene of {mem['frames']} frames at working res): peak RSS "
+                 f"{mem['peak_rss_mb_at']:.0f} MB after {mem['at']} frames, {mem['peak_rss_mb_end']:.0f} MB "
+                 f"after {mem['frames']} (ratio {mem['peak_ratio']:.3f}); current RSS {mem['rss_mb_at']:.0f} MB "
+                 f"at {mem['at']}, max {mem['rss_mb_max_after']:.0f} MB after; memory elements max "
+                 f"{mem['memory_elements_max']} (bound {mem['memory_elements_bound']}), "
+                 f"{mem['compressions']} compressions")
+    print(text)
+    (out / "results.json").write_text(json.dumps({"methods": results, "memory": mem}, indent=1))
+    (out / "results.md").write_text(text + "\n")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

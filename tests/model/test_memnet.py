@@ -1,0 +1,118 @@
+"""memnet: memory bookkeeping, determinism, weights, a short colorization."""
+
+import hashlib
+
+import numpy as np
+import pytest
+import torch
+
+from pipeline.model import Exemplar, create
+from pipeline.model.memnet import DEFAULT_WEIGHTS, MemNetPropagator, load_net
+from pipeline.model.memnet_data import ClipSpec, load_images, make_clip, rgb_to_ycbcr
+from pipeline.model.memory import MemoryConfig, MemoryManager
+
+
+def _kv(e, ck=4, cv=3, fill=None):
+    k = torch.randn(1, ck, e) if fill is None else torch.full((1, ck, e), float(fill))
+    return k, torch.randn(1, cv, e)
+
+
+def test_exemplar_never_evicted_and_memory_bounded():
+    cfg = MemoryConfig(gamma=1, max_working=4, min_working=2, compress_to=5, max_longterm=12)
+    mem = MemoryManager(cfg)
+    ek, ev = _kv(10, fill=7.0)
+    mem.add_permanent(ek, ev)
+    sizes = []
+    for i in range(60):
+        k, v = _kv(10)
+        mem.add_working(k, v)
+        # the permanent elements receive no attention at all: still kept
+        mem.add_usage(torch.cat([torch.zeros(1, 10), torch.rand(1, mem.size - 10)], 1))
+        sizes.append(mem.size)
+        assert torch.equal(mem.permanent.keys, ek) and torch.equal(mem.permanent.values, ev)
+    assert mem.compressions > 0
+    assert max(sizes) <= 10 + cfg.max_longterm + cfg.max_working * 10
+    assert mem.longterm.size <= cfg.max_longterm
+    assert len(mem.working) <= cfg.max_working
+    k, v, k2 = mem.keys_values()
+    assert k.shape[-1] == mem.size and torch.equal(k[..., :10], ek)
+
+
+def test_compression_keeps_most_used():
+    cfg = MemoryConfig(gamma=1, max_working=2, min_working=1, compress_to=3, max_longterm=100)
+    mem = MemoryManager(cfg)
+    mem.add_permanent(*_kv(2))
+    f0 = _kv(6)
+    mem.add_working(*f0)
+    usage = torch.tensor([[0, 0, 0.1, 5.0, 0.2, 3.0, 0.0, 4.0]])  # 2 permanent + 6 of frame 0
+    mem.add_usage(usage)
+    mem.add_working(*_kv(6))
+    mem.add_working(*_kv(6))  # 3 > max_working: frame 0 and 1 compressed (min_working=1)
+    assert mem.compressions == 1 and len(mem.working) == 1
+    # frame 0's used elements (3, 5, 1 by usage 5.0, 4.0, 3.0) beat frame 1's unused ones
+    kept = mem.longterm.keys[0].T
+    expect = f0[0][0].T[[1, 5, 3]]
+    assert mem.longterm.size == 3
+    assert torch.equal(kept, expect)
+    assert mem.longterm.usage.tolist() == [[5.0, 4.0, 3.0]]
+
+
+def test_longterm_eviction_keeps_most_used():
+    cfg = MemoryConfig(gamma=1, max_working=1, min_working=0, compress_to=4, max_longterm=4)
+    mem = MemoryManager(cfg)
+    mem.add_permanent(*_kv(1))
+    for i in range(5):
+        mem.add_working(*_kv(4))
+        mem.add_usage(torch.cat([torch.zeros(1, mem.size - 4), torch.full((1, 4), float(i))], 1))
+    assert mem.longterm.size <= 4
+
+
+def _clip(frames=12, seed=0, h=72, w=128):
+    ims = load_images("bench", 400)
+    rng = np.random.default_rng(seed)
+    rgb, luma = make_clip(ims[1][1], ClipSpec(frames=frames, height=h, width=w, pan=0.02, occluders=1), rng)
+    _, c = rgb_to_ycbcr(rgb)
+    return luma, c
+
+
+def _run(model, luma, c):
+    model.new_scene([Exemplar(0, luma[0], c[0])])
+    return np.stack([model.step(l) for l in luma[1:]])
+
+
+def test_deterministic():
+    luma, c = _clip()
+    a = _run(MemNetPropagator(), luma, c)
+    b = _run(MemNetPropagator(), luma, c)
+    assert a.shape == c[1:].shape and a.dtype == np.float32
+    assert np.array_equal(a, b)
+    m = MemNetPropagator()
+    assert np.array_equal(_run(m, luma, c), _run(m, luma, c))  # new_scene resets everything
+
+
+def test_weights_load_and_checksum():
+    assert DEFAULT_WEIGHTS.exists(), "committed weights missing"
+    net, sha = load_net(None)
+    assert net.learned
+    assert sha == hashlib.sha256(DEFAULT_WEIGHTS.read_bytes()).hexdigest()
+    recorded = DEFAULT_WEIGHTS.with_suffix(".sha256").read_text().split()[0]
+    assert sha == recorded
+    m = create("memnet", threads=1)
+    assert m.weights_sha256() == sha and m.name == "memnet"
+    assert create("memnet", weights="none").weights_sha256() == ""
+
+
+def test_beats_copy_baseline():
+    luma, c = _clip(frames=16, seed=1)
+    out = _run(create("memnet"), luma, c)
+    mse = float(np.mean((out - c[1:]) ** 2))
+    copy = float(np.mean((c[:1] - c[1:]) ** 2))
+    assert mse < 0.7 * copy
+
+
+def test_needs_scene():
+    m = MemNetPropagator(weights="none")
+    with pytest.raises(RuntimeError):
+        m.step(np.zeros((16, 16), np.float32))
+    with pytest.raises(ValueError):
+        m.new_scene([])
