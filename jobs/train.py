@@ -116,6 +116,7 @@ def main(argv=None) -> int:
                     help="torch threads (1 is fastest on a busy 2-core machine)")
     ap.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     ap.add_argument("--every", type=int, default=25, help="progress/checkpoint interval")
+    ap.add_argument("--export-only", action="store_true", help="export the checkpoint, no training")
     args = ap.parse_args(argv)
 
     if args.threads:
@@ -157,6 +158,9 @@ def main(argv=None) -> int:
         os.replace(ckpt.with_suffix(".tmp"), ckpt)
         (out / "history.json").write_text(json.dumps(history, indent=1))
 
+    if args.export_only:
+        export(net, args, history, start)
+        return 0
     t0, run_loss, step = time.time(), 0.0, start
     net.train()
     for step in range(start, args.steps):
@@ -187,11 +191,13 @@ def main(argv=None) -> int:
             save(done)
             break
     if args.export:
-        export(net, args, history, step + 1)
+        export(net, args, history, done if args.steps > start else start)
     return 0
 
 
 def export(net: MemNet, args, history, steps: int) -> None:
+    import hashlib
+
     from safetensors.torch import save_file
 
     sd = {k: v.detach().cpu().contiguous() for k, v in net.state_dict().items()}
@@ -203,7 +209,9 @@ def export(net: MemNet, args, history, steps: int) -> None:
     }
     Path(args.export).parent.mkdir(parents=True, exist_ok=True)
     save_file(sd, args.export, metadata=meta)
-    print(f"wrote {args.export}", flush=True)
+    sha = hashlib.sha256(Path(args.export).read_bytes()).hexdigest()
+    Path(args.export).with_suffix(".sha256").write_text(f"{sha}  {Path(args.export).name}\n")
+    print(f"wrote {args.export} (sha256 {sha})", flush=True)
 
 
 if __name__ == "__main__":

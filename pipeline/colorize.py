@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import hashlib
 import os
+import resource
 import time
 import traceback
 from dataclasses import dataclass, field
@@ -24,7 +25,7 @@ from pipeline.exemplar import load_rgb, make_exemplar
 from pipeline.io import FilmInfo, iter_luma, luma_to_float, probe
 from pipeline.model import create
 from pipeline.model.upsample import downsize, guided_upsample, work_size
-from pipeline.shard import Shard, propagation_runs
+from pipeline.shard import Run, Shard, propagation_runs
 
 ProgressFn = Callable[[str, int], None]  # (film_id, frames done since last call)
 
@@ -78,6 +79,7 @@ class ColorizeStage:
             if os.path.exists(row["segment_path"]):
                 os.remove(row["segment_path"])
         result["seconds"] = round(time.perf_counter() - t0, 3)
+        result["peak_rss_mb"] = round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1)
         return result
 
     def _film(self, path: str) -> FilmInfo:
@@ -97,46 +99,70 @@ class ColorizeStage:
         shard = Shard(row["shard_id"], row["film_id"], row["index"], row["scene"], row["start_frame"],
                       row["end_frame"], row["scene_start"], row["scene_end"], tuple(row["exemplars"]),
                       row["low_variability"])
-        chroma = self._propagate(info, shard, row, size, spec.matrix)
-        return self._encode(info, spec, shard, chroma, size, row["segment_path"])
+        runs = []
+        if not shard.low_variability and shard.exemplars:  # else neutral chroma: leader, flat frames
+            runs = propagation_runs(shard, list(row["exemplar_frames"]), self.cfg.warmup)
+        forward = [r for r in runs if _ascending(r.frames)]
+        ahead = {f for r in forward for f in r.frames if shard.start_frame <= f < shard.end_frame}
+        chroma = self._backward(info, shard, row, [r for r in runs if not _ascending(r.frames)], ahead, size,
+                                spec.matrix)
+        return self._encode(info, spec, shard, row, forward, chroma, size)
 
-    def _propagate(self, info, shard, row, size, matrix) -> dict[int, np.ndarray]:
-        """Pass 1: frame index -> chroma (2 x h x w) at working resolution."""
-        frames_ex = list(row["exemplar_frames"])
-        if shard.low_variability or not shard.exemplars:
-            return {}  # neutral chroma: black leader, flat frames, or no exemplar at all
-        runs = propagation_runs(shard, frames_ex, self.cfg.warmup)
-        first = min(min(r.frames) for r in runs)
-        last = max(max(r.frames) for r in runs)
-        # Code values at working resolution (small); float only when the model needs them.
-        lumas = dict(iter_luma(info, first, last + 1, size))
-        out: dict[int, np.ndarray] = {}
-        for run in runs:
-            exemplars = []
-            for ex in run.exemplars:
-                rgb, sha = self._image(row["exemplar_images"][ex])
-                exemplars.append(make_exemplar(rgb, sha, frames_ex[ex], size, matrix))
-            self.model.new_scene(exemplars)
-            for i in run.frames:
-                c = self.model.step(luma_to_float(lumas[i], info))
-                if shard.start_frame <= i < shard.end_frame and i not in out:
-                    out[i] = c.astype(np.float16)  # 2 x h x w; half the memory, ample precision
+    def _exemplars(self, row: dict, run: Run, size, matrix) -> list:
+        out = []
+        for ex in run.exemplars:
+            rgb, sha = self._image(row["exemplar_images"][ex])
+            out.append(make_exemplar(rgb, sha, row["exemplar_frames"][ex], size, matrix))
         return out
 
-    def _encode(self, info, spec, shard, chroma, size, path) -> int:
-        """Pass 2: full-resolution luma kept as is, chroma guided up to the chroma planes."""
+    def _backward(self, info, shard, row, runs, skip, size, matrix) -> dict[int, np.ndarray]:
+        """Pass 1, only for frames coloured backwards from an exemplar: frame -> chroma
+        (2 x h x w, float16) at working resolution. Forward runs stream in pass 2."""
+        if not runs:
+            return {}
+        first = min(min(r.frames) for r in runs)
+        last = max(max(r.frames) for r in runs)
+        # Working-resolution code values (small); made float only when stepped.
+        lumas = {i: downsize(y, size) for i, y in iter_luma(info, first, last + 1)}
+        out: dict[int, np.ndarray] = {}
+        for run in runs:
+            self.model.new_scene(self._exemplars(row, run, size, matrix))
+            for i in run.frames:
+                c = self.model.step(luma_to_float(lumas[i], info))
+                if shard.start_frame <= i < shard.end_frame and i not in skip and i not in out:
+                    out[i] = c.astype(np.float16)  # half the memory, ample precision
+        return out
+
+    def _encode(self, info, spec, shard, row, forward: list[Run], chroma, size) -> int:
+        """Pass 2: decode once at full resolution; forward runs step the model live; the
+        input luma is kept as is and chroma is guided up to the chroma planes."""
         cw, ch = spec.chroma_size(info.width, info.height)
         neutral = np.zeros((2, ch, cw), np.float32)
-        writer = SegmentWriter(path, spec, info.width, info.height, threads=self.cfg.threads)
+        starts = {r.frames[0]: r for r in forward}
+        covered = {f for r in forward for f in r.frames}
+        first = min([shard.start_frame] + list(starts))
+        writer = SegmentWriter(row["segment_path"], spec, info.width, info.height, threads=self.cfg.threads)
         try:
             pending = 0
-            for i, y in iter_luma(info, shard.start_frame, shard.end_frame):
-                if i in chroma:
-                    y_hi = luma_to_float(y, info)
-                    y_c = downsize(y_hi, (cw, ch))
-                    c = guided_upsample(chroma.pop(i).astype(np.float32), downsize(y_hi, size), y_c)
+            for i, y in iter_luma(info, first, shard.end_frame):
+                lo = None
+                if i in starts:
+                    self.model.new_scene(self._exemplars(row, starts[i], size, spec.matrix))
+                if i in covered:
+                    lo = work_luma(y, info, size)
+                    c_lo = self.model.step(lo)
+                elif i in chroma:
+                    c_lo = chroma.pop(i).astype(np.float32)
                 else:
+                    c_lo = None
+                if i < shard.start_frame:
+                    continue  # warm-up frame: state only
+                if c_lo is None:
                     c = neutral
+                else:
+                    if lo is None:
+                        lo = work_luma(y, info, size)
+                    c = guided_upsample(c_lo, lo, downsize(luma_to_float(y, info), (cw, ch)))
                 code = chroma_to_code(c, spec)
                 writer.write(convert_luma(y, info, spec), code[0], code[1])
                 pending += 1
@@ -151,6 +177,16 @@ class ColorizeStage:
         if writer.frames != shard.frames:
             raise RuntimeError(f"segment has {writer.frames} frames, expected {shard.frames}")
         return writer.frames
+
+
+def work_luma(y: np.ndarray, info: FilmInfo, size: tuple[int, int]) -> np.ndarray:
+    """Full-resolution luma code values -> H x W float32 [0, 1] at working resolution.
+    The one conversion both passes use, so a frame looks the same to the model either way."""
+    return luma_to_float(downsize(y, size), info)
+
+
+def _ascending(frames: tuple[int, ...]) -> bool:
+    return len(frames) < 2 or frames[1] > frames[0]
 
 
 def _sha256(path: str) -> str:

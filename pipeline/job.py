@@ -100,7 +100,9 @@ def run_film(job: FilmJob, cfg: JobConfig) -> FilmResult:
         workers = cfg.workers or cluster_cpus()
         log.info("%s: %d frames %dx%d %s; scanning scenes", job.film_id, info.frame_count, info.width,
                  info.height, info.pix_fmt)
+        t_scan = time.perf_counter()
         scenes = scan_scenes(path, info, cfg.scenes)
+        timings = {"scan": time.perf_counter() - t_scan}
         shards = plan_shards(job.film_id, scenes, ex_frames, cfg.plan)
         log.info("%s: %d scenes, %d shards, %d workers", job.film_id, len(scenes), len(shards), workers)
         model = create(cfg.colorize.model)
@@ -113,7 +115,9 @@ def run_film(job: FilmJob, cfg: JobConfig) -> FilmResult:
         if progress:
             progress.set(job.film_id, sum(s.frames for s in shards if s.shard_id in reused))
         factory = functools.partial(ColorizeStage, cfg.colorize)
+        t_col = time.perf_counter()
         results = {r["shard_id"]: r for r in run_stage(rows, factory, workers, progress)}
+        timings["colorize"] = time.perf_counter() - t_col
         if progress:
             progress.close()
         shard_rows = []
@@ -122,7 +126,7 @@ def run_film(job: FilmJob, cfg: JobConfig) -> FilmResult:
                 shard_rows.append(reused[s.shard_id])
                 continue
             r = results.get(s.shard_id) or {"status": "failed", "error": "no result came back from Ray",
-                                              "segment_sha256": "", "frames": 0, "seconds": 0.0}
+                                              "segment_sha256": "", "frames": 0, "seconds": 0.0, "peak_rss_mb": None}
             attempts = (prior.get(s.shard_id) or {}).get("attempts", 0) + 1
             shard_rows.append(_shard_record(s, r, attempts, model_info, ex_shas, _segment_path(seg_dir, s)))
         write_table(run_dir, "shards", merge_rows(read_table(run_dir, "shards"), shard_rows, "shard_id",
@@ -138,6 +142,7 @@ def run_film(job: FilmJob, cfg: JobConfig) -> FilmResult:
         else:
             segments = [Segment(s, _segment_path(seg_dir, s)) for s in shards]
             staging = storage.staging_path(job.output, os.path.splitext(job.output)[1])
+            t_asm = time.perf_counter()
             try:
                 warnings = assemble(info, spec, segments, staging)
                 from pipeline.colorize import _sha256
@@ -147,13 +152,17 @@ def run_film(job: FilmJob, cfg: JobConfig) -> FilmResult:
                 if os.path.exists(staging):
                     os.remove(staging)
             status = "done"
+            timings["assemble"] = time.perf_counter() - t_asm
     seconds = time.perf_counter() - t0
     film_row = {
         "film_id": job.film_id, "input": job.input, "output": job.output, "status": status, "error": error,
         "frames": info.frame_count, "width": info.width, "height": info.height, "pix_fmt": info.pix_fmt,
         "codec": codec, "model": model_info, "exemplars": [e.image for e in job.exemplars],
         "exemplar_frames": ex_frames, "warnings": warnings, "output_sha256": out_sha, "seconds": round(seconds, 3),
+        **{f"{k}_seconds": round(v, 3) for k, v in timings.items()},
     }
+    log.info("%s: %s in %.1fs (%s)", job.film_id, status, seconds,
+             ", ".join(f"{k} {v:.1f}s" for k, v in timings.items()))
     write_table(run_dir, "films", merge_rows(read_table(run_dir, "films"), [film_row], "film_id"))
     result = FilmResult(job.film_id, job.output, run_dir, status, len(shards), len(failed), info.frame_count,
                         seconds, warnings)
@@ -189,7 +198,7 @@ def _shard_record(s: Shard, r: dict, attempts: int, model_info: dict, ex_shas: l
         "start_frame": s.start_frame, "end_frame": s.end_frame, "status": r["status"], "error": r["error"],
         "attempts": attempts, "model": model_info, "exemplar_sha256": [ex_shas[i] for i in s.exemplars],
         "segment_uri": seg if r["status"] == "done" else "", "segment_sha256": r["segment_sha256"],
-        "frames": r["frames"], "seconds": r["seconds"],
+        "frames": r["frames"], "seconds": r["seconds"], "peak_rss_mb": r.get("peak_rss_mb"),
     }
 
 

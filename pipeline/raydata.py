@@ -98,16 +98,21 @@ def run_stage(rows: list[dict], stage_factory, workers: int, progress=None) -> l
         except BaseException as exc:  # noqa: BLE001 - re-raised in the caller's thread
             error.append(exc)
 
+    def poll():
+        if sink is None:
+            return
+        try:
+            for film, n in ray.get(sink.get.remote(), timeout=5).items():
+                progress.set(film, n)
+        except Exception:  # noqa: BLE001 - progress is best effort
+            pass
+
     thread = threading.Thread(target=consume, daemon=True)
     thread.start()
     while thread.is_alive():
         thread.join(timeout=0.5)
-        if sink is not None:
-            try:
-                for film, n in ray.get(sink.get.remote(), timeout=5).items():
-                    progress.set(film, n)
-            except Exception:  # noqa: BLE001 - progress is best effort
-                pass
+        poll()
+    poll()  # the last reports may land after the last block
     if error:
         log.error("the Ray Data run stopped: %s", error[0])
     if sink is not None:

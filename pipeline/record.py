@@ -21,6 +21,7 @@ SHARDS_SCHEMA = pa.schema([
     ("start_frame", pa.int64()), ("end_frame", pa.int64()), ("status", pa.string()), ("error", pa.string()),
     ("attempts", pa.int32()), ("model", MODEL_TYPE), ("exemplar_sha256", pa.list_(pa.string())),
     ("segment_uri", pa.string()), ("segment_sha256", pa.string()), ("frames", pa.int64()), ("seconds", pa.float64()),
+    ("peak_rss_mb", pa.float64()),  # of the actor process when the shard finished
 ])
 
 SCENES_SCHEMA = pa.schema([
@@ -36,6 +37,7 @@ FILMS_SCHEMA = pa.schema([
     ("pix_fmt", pa.string()), ("codec", pa.string()), ("model", MODEL_TYPE), ("exemplars", pa.list_(pa.string())),
     ("exemplar_frames", pa.list_(pa.int64())), ("warnings", pa.list_(pa.string())),
     ("output_sha256", pa.string()), ("seconds", pa.float64()),
+    ("scan_seconds", pa.float64()), ("colorize_seconds", pa.float64()), ("assemble_seconds", pa.float64()),
 ])
 
 TABLES = {"films": FILMS_SCHEMA, "scenes": SCENES_SCHEMA, "shards": SHARDS_SCHEMA}

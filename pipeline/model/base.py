@@ -53,6 +53,8 @@ class Propagator(abc.ABC):
 
 
 _REGISTRY: dict[str, Callable[..., Propagator]] = {}
+# Built-in models by module, imported only when asked for (memnet pulls in torch).
+_BUILTIN = {"flow": "pipeline.model.flow", "memnet": "pipeline.model.memnet"}
 
 
 def register(name: str, factory: Callable[..., Propagator]) -> None:
@@ -60,24 +62,16 @@ def register(name: str, factory: Callable[..., Propagator]) -> None:
 
 
 def available() -> list[str]:
-    _load_builtin()
-    return sorted(_REGISTRY)
+    import importlib.util
+
+    return sorted(set(_REGISTRY) | {n for n, m in _BUILTIN.items() if importlib.util.find_spec(m) is not None})
 
 
 def create(name: str, **kwargs) -> Propagator:
-    _load_builtin()
+    if name not in _REGISTRY and name in _BUILTIN:
+        import importlib
+
+        importlib.import_module(_BUILTIN[name])
     if name not in _REGISTRY:
-        raise KeyError(f"unknown model {name!r} (available: {', '.join(sorted(_REGISTRY))})")
+        raise KeyError(f"unknown model {name!r} (available: {', '.join(available())})")
     return _REGISTRY[name](**kwargs)
-
-
-def _load_builtin() -> None:
-    # Imported lazily so that `import pipeline.model` stays cheap (no torch at import).
-    import importlib
-
-    for mod in ("pipeline.model.flow", "pipeline.model.memnet"):
-        try:
-            importlib.import_module(mod)
-        except ModuleNotFoundError as exc:  # a model module that is not written yet
-            if exc.name != mod:
-                raise
