@@ -75,6 +75,8 @@ def run_stage(rows: list[dict], stage_factory, workers: int, progress=None) -> l
 
     if not rows:
         return []
+    # Ray Data's INFO lines would interleave with our progress line; warnings still show.
+    logging.getLogger("ray.data").setLevel(logging.WARNING)
     ctx = ray.data.DataContext.get_current()
     ctx.enable_progress_bars = False  # our own progress line is the one a person reads
     ctx.max_errored_blocks = 0
