@@ -110,3 +110,56 @@ def make_exemplar(rgb: np.ndarray, sha: str, frame: int, size: tuple[int, int], 
     fitted = fit(rgb, size)
     ycc = rgb_to_ycbcr((fitted * 255.0 + 0.5).astype(np.uint8), matrix)
     return Exemplar(frame=frame, luma=ycc[0], chroma=ycc[1:].copy(), sha256=sha)
+
+
+# --- exemplars across scenes -----------------------------------------------------------
+# A scene with no exemplar of its own takes the film's exemplar whose luminance looks most
+# like the scene (shots that return, shot/reverse-shot), not simply the nearest in time.
+
+MATCH_SIZE = (64, 36)
+
+
+def luma_descriptor(y: np.ndarray) -> np.ndarray:
+    """A global luminance descriptor of an image (float [0,1] luma, any size): tonal
+    histogram, coarse layout (4x4 mean luma) and edge structure (4x4 cells x 8 gradient
+    orientations), each L2-normalised. Tolerant of small reframing; blind to colour."""
+    y = cv2.resize(y.astype(np.float32), MATCH_SIZE, interpolation=cv2.INTER_AREA)
+    hist = np.histogram(y, bins=16, range=(0.0, 1.0))[0].astype(np.float32)
+    layout = cv2.resize(y, (4, 4), interpolation=cv2.INTER_AREA).ravel()
+    layout = layout - layout.mean()
+    gx = cv2.Sobel(y, cv2.CV_32F, 1, 0, ksize=3)
+    gy = cv2.Sobel(y, cv2.CV_32F, 0, 1, ksize=3)
+    mag, ang = cv2.cartToPolar(gx, gy)
+    bins = (ang / (2 * np.pi) * 8).astype(np.int32) % 8
+    h, w = y.shape
+    cells = (np.arange(h)[:, None] * 4 // h) * 4 + (np.arange(w)[None, :] * 4 // w)
+    hog = np.bincount((cells * 8 + bins).ravel(), weights=mag.ravel(), minlength=128).astype(np.float32)
+    parts = [hist, layout, hog]
+    return np.concatenate([p / (np.linalg.norm(p) + 1e-6) for p in parts])
+
+
+def descriptor_similarity(a: np.ndarray, b: np.ndarray) -> float:
+    """Mean cosine similarity of the descriptor's three parts (1 = same picture)."""
+    return float(np.dot(a, b) / 3.0)
+
+
+def scene_similarities(info: FilmInfo, scenes, exemplar_lumas: list[np.ndarray], samples: int = 3) -> dict:
+    """scene -> [similarity to each exemplar], the mean over `samples` frames of the scene."""
+    from pipeline.io import iter_luma, luma_to_float
+
+    ex_desc = [luma_descriptor(y) for y in exemplar_lumas]
+    out = {}
+    for sc in scenes:
+        n = sc.end_frame - sc.start_frame
+        picks = sorted({sc.start_frame + (n * (k + 1)) // (samples + 1) for k in range(samples)})
+        descs = []
+        for f in picks:
+            for _, y in iter_luma(info, f, f + 1, MATCH_SIZE):
+                descs.append(luma_descriptor(luma_to_float(y, info)))
+        out[sc.scene] = [float(np.mean([descriptor_similarity(d, e) for d in descs])) for e in ex_desc]
+    return out
+
+
+def exemplar_luma(rgb: np.ndarray, size: tuple[int, int] = MATCH_SIZE, matrix: str = "bt709") -> np.ndarray:
+    fitted = fit(rgb, size)
+    return rgb_to_ycbcr((fitted * 255.0 + 0.5).astype(np.uint8), matrix)[0]

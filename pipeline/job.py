@@ -103,7 +103,8 @@ def run_film(job: FilmJob, cfg: JobConfig) -> FilmResult:
         t_scan = time.perf_counter()
         scenes = scan_scenes(path, info, cfg.scenes)
         timings = {"scan": time.perf_counter() - t_scan}
-        shards = plan_shards(job.film_id, scenes, ex_frames, cfg.plan)
+        similarity = _similarities(info, scenes, job.exemplars, ex_frames, spec.matrix)
+        shards = plan_shards(job.film_id, scenes, ex_frames, cfg.plan, similarity)
         log.info("%s: %d scenes, %d shards, %d workers", job.film_id, len(scenes), len(shards), workers)
         model = create(cfg.colorize.model)
         model_info = {"name": model.name, "version": model.version, "weights_sha256": model.weights_sha256()}
@@ -132,7 +133,7 @@ def run_film(job: FilmJob, cfg: JobConfig) -> FilmResult:
         write_table(run_dir, "shards", merge_rows(read_table(run_dir, "shards"), shard_rows, "shard_id",
                                                   ("film_id", job.film_id)))
         write_table(run_dir, "scenes", merge_rows(read_table(run_dir, "scenes"),
-                                                  _scene_rows(job.film_id, info, scenes, shards, ex_frames),
+                                                  _scene_rows(job.film_id, info, scenes, ex_frames, similarity),
                                                   "scene", ("film_id", job.film_id)))
         failed = [r for r in shard_rows if r["status"] != "done"]
         warnings: list[str] = []
@@ -202,20 +203,32 @@ def _shard_record(s: Shard, r: dict, attempts: int, model_info: dict, ex_shas: l
     }
 
 
-def _scene_rows(film_id, info, scenes, shards, ex_frames) -> list[dict]:
+def _similarities(info, scenes, exemplars, ex_frames, matrix) -> dict | None:
+    """Luminance similarity of each scene lacking an exemplar to each exemplar image."""
+    from pipeline.exemplar import exemplar_luma, scene_similarities
+
+    lacking = [s for s in scenes if not getattr(s, "low_variability", False)
+               and not any(s.start_frame <= f < s.end_frame for f in ex_frames)]
+    if not lacking:
+        return None
+    lumas = [exemplar_luma(load_rgb(e.image)[0], matrix=matrix) for e in exemplars]
+    sims = scene_similarities(info, lacking, lumas)
+    return {s.scene: sims.get(s.scene, [0.0] * len(exemplars)) for s in scenes}
+
+
+def _scene_rows(film_id, info, scenes, ex_frames, similarity) -> list[dict]:
     from pipeline.shard import assign_exemplars
 
-    assigned = assign_exemplars(scenes, ex_frames)
+    assigned = assign_exemplars(scenes, ex_frames, similarity)
     rows = []
     for sc in scenes:
-        ex = assigned[sc.scene]
-        own = any(sc.start_frame <= ex_frames[i] < sc.end_frame for i in ex)
+        a = assigned[sc.scene]
         rows.append({
             "film_id": film_id, "scene": sc.scene, "start_frame": sc.start_frame, "end_frame": sc.end_frame,
             "start_time": float(frame_time(info, sc.start_frame)), "end_time": float(frame_time(info, sc.end_frame)),
             "start_timecode": _tc(info, sc.start_frame), "transition": sc.transition, "score": float(sc.score),
-            "low_variability": bool(getattr(sc, "low_variability", False)), "exemplars": list(ex),
-            "exemplar_source": "own" if own else ("nearest" if ex else "none"),
+            "low_variability": bool(getattr(sc, "low_variability", False)), "exemplars": list(a.exemplars),
+            "exemplar_source": a.source, "exemplar_similarity": a.similarity,
         })
     return rows
 

@@ -29,6 +29,7 @@ SCENES_SCHEMA = pa.schema([
     ("start_time", pa.float64()), ("end_time", pa.float64()), ("start_timecode", pa.string()),
     ("transition", pa.string()), ("score", pa.float64()), ("low_variability", pa.bool_()),
     ("exemplars", pa.list_(pa.int32())), ("exemplar_source", pa.string()),
+    ("exemplar_similarity", pa.float64()),  # for 'matched' scenes: luminance similarity 0..1
 ])
 
 FILMS_SCHEMA = pa.schema([

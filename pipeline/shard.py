@@ -52,27 +52,39 @@ def shard_id(film_id: str, start: int, end: int) -> str:
     return str(uuid.uuid5(SHARD_NAMESPACE, f"{film_id}:{start}-{end}"))
 
 
-def assign_exemplars(scenes, exemplar_frames: list[int]) -> dict[int, tuple[int, ...]]:
-    """scene number -> indices of its exemplars. A scene with none of its own borrows those
-    of the nearest scene in time that has some (ties: the earlier scene); flat/black
-    scenes get none (they are not propagated into)."""
+@dataclass(frozen=True)
+class Assignment:
+    exemplars: tuple[int, ...]  # indices into the film's exemplar list
+    source: str  # 'own' | 'matched' (most similar) | 'nearest' (in time) | 'none'
+    similarity: float | None = None
+
+
+def assign_exemplars(scenes, exemplar_frames: list[int], similarity: dict | None = None) -> dict[int, Assignment]:
+    """scene number -> its exemplars. A scene with none of its own takes the film's most
+    similar exemplar when `similarity` (scene -> [score per exemplar]) is given, else the
+    exemplars of the nearest scene in time (ties: the earlier). Flat/black scenes get none
+    (they are not propagated into)."""
     own: dict[int, list[int]] = {s.scene: [] for s in scenes}
     for i, f in enumerate(exemplar_frames):
         for s in scenes:
             if s.start_frame <= f < s.end_frame:
                 own[s.scene].append(i)
     with_own = [s for s in scenes if own[s.scene]]
-    out: dict[int, tuple[int, ...]] = {}
+    out: dict[int, Assignment] = {}
     for s in scenes:
         if getattr(s, "low_variability", False):
-            out[s.scene] = ()
+            out[s.scene] = Assignment((), "none")
         elif own[s.scene]:
-            out[s.scene] = tuple(own[s.scene])
+            out[s.scene] = Assignment(tuple(own[s.scene]), "own")
+        elif similarity is not None and exemplar_frames:
+            scores = similarity[s.scene]
+            best = max(range(len(scores)), key=lambda i: (scores[i], -i))
+            out[s.scene] = Assignment((best,), "matched", scores[best])
         elif with_own:
             near = min(with_own, key=lambda o: (_gap(s, o), o.start_frame))
-            out[s.scene] = tuple(own[near.scene])
+            out[s.scene] = Assignment(tuple(own[near.scene]), "nearest")
         else:
-            out[s.scene] = ()
+            out[s.scene] = Assignment((), "none")
     return out
 
 
@@ -82,8 +94,9 @@ def _gap(a, b) -> int:
     return b.start_frame - a.end_frame + 1
 
 
-def plan_shards(film_id: str, scenes, exemplar_frames: list[int], cfg: PlanConfig = PlanConfig()) -> list[Shard]:
-    assigned = assign_exemplars(scenes, exemplar_frames)
+def plan_shards(film_id: str, scenes, exemplar_frames: list[int], cfg: PlanConfig = PlanConfig(),
+                similarity: dict | None = None) -> list[Shard]:
+    assigned = assign_exemplars(scenes, exemplar_frames, similarity)
     shards: list[Shard] = []
     for s in scenes:
         n = s.end_frame - s.start_frame
@@ -93,7 +106,7 @@ def plan_shards(film_id: str, scenes, exemplar_frames: list[int], cfg: PlanConfi
             shards.append(Shard(
                 shard_id=shard_id(film_id, a, b), film_id=film_id, index=len(shards), scene=s.scene,
                 start_frame=a, end_frame=b, scene_start=s.start_frame, scene_end=s.end_frame,
-                exemplars=assigned[s.scene], low_variability=bool(getattr(s, "low_variability", False)),
+                exemplars=assigned[s.scene].exemplars, low_variability=bool(getattr(s, "low_variability", False)),
             ))
     return shards
 

@@ -151,3 +151,20 @@ def test_mezzanine_and_access_codecs(colored, tmp_path, ext, pix_fmt):
     psnr = 10 * np.log10(1 / max(np.mean(errs), 1e-12))
     assert psnr > 40, psnr
     assert len(_packets(out, "audio")) == len(_packets(film.path, "audio"))
+
+
+def test_returning_shot_picks_up_its_own_exemplar(ray_cluster, tmp_path):
+    # A-B-A': A' has no exemplar; B is nearer in time, but A's exemplar looks like A'.
+    shots = [SynthScene("astronaut", 16, pan=(1.5, 0.5)), SynthScene("coffee", 16, pan=(-1.5, 0)),
+             SynthScene("astronaut", 16, pan=(-1.0, -0.5))]
+    film = write_film(str(tmp_path / "aba.mkv"), shots, 160, 96, keep_colour=True)
+    specs = []
+    for k, f in enumerate((2, 18)):
+        save_png(str(tmp_path / f"e{k}.png"), film.colour[f])
+        specs.append(f"{tmp_path / f'e{k}.png'}@{f}")
+    result = _run(film, tmp_path / "aba-colour.mkv", exemplars=specs)
+    scenes = read_table(result.run_dir, "scenes")
+    assert [s["start_frame"] for s in scenes] == [0, 16, 32]
+    last = scenes[2]
+    assert last["exemplar_source"] == "matched" and last["exemplars"] == [0]
+    assert last["exemplar_similarity"] > 0.7

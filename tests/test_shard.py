@@ -24,10 +24,17 @@ def test_shard_ids_are_deterministic_and_distinct():
 
 
 def test_exemplars_go_to_their_scene_and_nearest_scene_otherwise():
-    got = assign_exemplars(SCENES, [5, 20])
+    got = {k: v.exemplars for k, v in assign_exemplars(SCENES, [5, 20]).items()}
     assert got[0] == (0,) and got[1] == (1,)
     assert got[2] == ()  # low variability: not propagated into
     assert got[3] == (1,)  # borrows the nearest scene's exemplar
+
+
+def test_scene_without_exemplar_takes_the_most_similar():
+    sim = {0: [0.9, 0.1], 1: [0.2, 0.8], 2: [0.0, 0.0], 3: [0.7, 0.3]}
+    got = assign_exemplars(SCENES, [5, 20], sim)
+    assert got[3].exemplars == (0,) and got[3].source == "matched" and got[3].similarity == 0.7
+    assert got[1].source == "own" and got[2].source == "none"
 
 
 def test_long_scenes_split_and_tile():
