@@ -168,3 +168,17 @@ def test_returning_shot_picks_up_its_own_exemplar(ray_cluster, tmp_path):
     last = scenes[2]
     assert last["exemplar_source"] == "matched" and last["exemplars"] == [0]
     assert last["exemplar_similarity"] > 0.7
+
+
+@pytest.mark.parametrize("pix_fmt", ["gray10le", "yuv422p", "yuv444p10le"])
+def test_other_input_formats_keep_luma_bit_exact(ray_cluster, tmp_path, pix_fmt):
+    shots = [SynthScene("chelsea", 12, pan=(1, 0)), SynthScene("rocket", 12, pan=(0, 1))]
+    film = write_film(str(tmp_path / "f.mkv"), shots, 96, 64, pix_fmt=pix_fmt, keep_colour=True)
+    save_png(str(tmp_path / "e.png"), film.colour[3])
+    out = str(tmp_path / "o.mkv")
+    _run(film, out, exemplars=[f"{tmp_path / 'e.png'}@3"])
+    a, b = probe(film.path), probe(out)
+    assert b.bit_depth == a.bit_depth and b.frame_count == a.frame_count
+    assert b.chroma == ("420" if a.chroma == "gray" else a.chroma)
+    for (_, ya), (_, yb) in zip(iter_luma(a, 0, a.frame_count), iter_luma(b, 0, b.frame_count)):
+        assert np.array_equal(ya, yb)
