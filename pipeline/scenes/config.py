@@ -90,6 +90,22 @@ class SceneConfig:
     """... and the better single end leaves at least this fraction unexplained (1 - r^2)."""
     dissolve_min_weight: float = 0.15
     """... and both ends weigh at least this much in the fit (standardised)."""
+    dissolve_zoom_rate: float = 0.01
+    """Zoom searched when verifying a dissolve candidate: up to this relative scale change
+    per frame between the centre and each end (1%/frame is a fast zoom). A candidate's
+    ends are warped by the zoom that best predicts the centre from each end alone, so a
+    zoom or dolly (one picture, rescaled) is not taken for a mix of two. 0 disables."""
+    dissolve_verify_gate: float = 0.25
+    """The verification (zoom search, coarse-scale test) runs only where the translation-only
+    dissolve evidence reaches this (cost: candidates are rare). Elsewhere the coarse columns
+    stay undefined, which counts as no evidence."""
+    dissolve_coarse_sigma: float = 2.0
+    """Gaussian blur (half-thumbnail pixels) of the coarse-scale repeat of the mix test: a
+    dissolve must be a mix of its ends at fine and at coarse scale, so that the fine-scale
+    interpolation of a picture moving by sub-pixel amounts is not taken for a mix."""
+    dissolve_coarse_end_min: float = 0.25
+    """At that coarse scale the two ends must still be this dissimilar (1 - correlation):
+    the same picture, moved, is similar there; two different shots are not."""
     dissolve_min_run: int = 3
     """Frames of consecutive dissolve evidence needed."""
 

@@ -215,13 +215,16 @@ class DissolveDetector:
             if not f.has(f"dab{k}") or n <= 2 * k:
                 continue
             # Row j holds the test centred on j - k: shift up by k.
-            dab = np.full(n, np.nan)
-            dac = np.full(n, np.nan)
-            dcb = np.full(n, np.nan)
-            dab[:n - k] = f[f"dab{k}"][k:]
-            dac[:n - k] = f[f"dac{k}"][k:]
-            dcb[:n - k] = f[f"dcb{k}"][k:]
+            col = {}
+            for name in ("dab", "dac", "dcb", "cab", "cac", "ccb"):
+                col[name] = np.full(n, np.nan)
+                col[name][:n - k] = f[f"{name}{k}"][k:]
+            dab, dac, dcb = col["dab"], col["dac"], col["dcb"]
+            # The two ends must be different pictures at coarse scale too (see
+            # SceneConfig.dissolve_coarse_sigma); NaN (not verified) fails.
             e = dissolve_evidence(dab, dac, dcb, cfg)
+            with np.errstate(invalid="ignore"):
+                e = np.where(col["cab"] >= cfg.dissolve_coarse_end_min, e, -np.inf)
             better = e > best
             best[better] = e[better]
             side[better] = (dac - dcb)[better]

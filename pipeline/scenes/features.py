@@ -46,7 +46,7 @@ def feature_columns(config: SceneConfig) -> list[str]:
     cols = ["mean", "std", "spread", "hist", "ssim", "dx", "dy"]
     cols += [f"lag{k}" for k in range(2, config.flash_max_len + 2)]
     for k in config.dissolve_half_lengths:
-        cols += [f"dab{k}", f"dmix{k}", f"dac{k}", f"dcb{k}"]
+        cols += [f"dab{k}", f"dmix{k}", f"dac{k}", f"dcb{k}", f"cab{k}", f"cac{k}", f"ccb{k}"]
     return cols
 
 
@@ -183,7 +183,7 @@ class FeatureExtractor:
                 continue
             vals = self._dissolve(frames, n - 1 - 2 * k, n - 1 - k, n - 1)
             if vals is not None:
-                for name, v in zip(("dab", "dmix", "dac", "dcb"), vals):
+                for name, v in zip(("dab", "dmix", "dac", "dcb", "cab", "cac", "ccb"), vals):
                     row[c[f"{name}{k}"]] = v
         self.index.append(index)
         self._rows.append(row)
@@ -209,22 +209,39 @@ class FeatureExtractor:
         y1 = min(h, *(h - o[1] for o in offs))
         if x1 - x0 < w // 2 or y1 - y0 < h // 2:
             return None
-        ca = fa[y0 + offs[0][1]:y1 + offs[0][1], x0 + offs[0][0]:x1 + offs[0][0]].ravel()
-        cc = fc[y0:y1, x0:x1].ravel()
-        cb = fb[y0 + offs[2][1]:y1 + offs[2][1], x0 + offs[2][0]:x1 + offs[2][0]].ravel()
-        ca = ca - ca.mean()
-        cc = cc - cc.mean()
-        cb = cb - cb.mean()
-        aa, bb, c2 = float(ca @ ca), float(cb @ cb), float(cc @ cc)
-        ab, ac, cbv = float(ca @ cb), float(cc @ ca), float(cc @ cb)
-        if min(aa, bb, c2) <= 1e-9:
+        ca = fa[y0 + offs[0][1]:y1 + offs[0][1], x0 + offs[0][0]:x1 + offs[0][0]]
+        cc = fc[y0:y1, x0:x1]
+        cb = fb[y0 + offs[2][1]:y1 + offs[2][1], x0 + offs[2][0]:x1 + offs[2][0]]
+        vals = _mix_fit(ca.ravel(), cc.ravel(), cb.ravel())
+        cfg = self.config
+        if vals is None:
             return None
-        mm = aa + 2 * ab + bb
-        r_ab = ab / np.sqrt(aa * bb)
-        r_ac = ac / np.sqrt(aa * c2)
-        r_cb = cbv / np.sqrt(bb * c2)
-        r_mix = (ac + cbv) / np.sqrt(max(mm, 1e-12) * c2)
-        return 1 - r_ab, 1 - r_mix, 1 - r_ac, 1 - r_cb
+        from .detect import dissolve_evidence
+
+        ev = dissolve_evidence(*(np.array([v]) for v in (vals[0], vals[2], vals[3])), cfg)[0]
+        if not ev >= cfg.dissolve_verify_gate:
+            return vals + (np.nan, np.nan, np.nan)
+        # A candidate. Before calling c a mix, let each end explain it as well as it can by
+        # itself: with a zoom (scale about the frame centre) on top of the translation, so
+        # a zoom or dolly (one picture, rescaled) is not taken for a mix of two ...
+        if cfg.dissolve_zoom_rate > 0:
+            k = ic - ia
+            zoomed = _zoom_aligned(fa, fc, fb, (-dac[0] / 2, -dac[1] / 2), (dcb[0] / 2, dcb[1] / 2),
+                                   k * cfg.dissolve_zoom_rate)
+            if zoomed is not None:
+                ca, cc, cb = zoomed
+                vals = _mix_fit(ca.ravel(), cc.ravel(), cb.ravel())
+                if vals is None:
+                    return None
+        # ... and repeat the test on the coarse structure only (blurred): a picture moving by
+        # a fraction of a pixel is interpolated by the mean of its neighbours at fine scale
+        # (the mix "explains" it), not at coarse scale, where a cross-fade still is a mix.
+        sig = cfg.dissolve_coarse_sigma
+        blur = lambda x: cv2.GaussianBlur(np.ascontiguousarray(x), (0, 0), sig).ravel()  # noqa: E731
+        coarse = _mix_fit(blur(ca), blur(cc), blur(cb))
+        if coarse is None:
+            return vals + (np.nan, np.nan, np.nan)
+        return vals + (coarse[0], coarse[2], coarse[3])
 
     def rows(self, start: int | None = None) -> tuple[np.ndarray, np.ndarray]:
         """(frame indices, N x C feature matrix) for the frames processed, from `start` on."""
@@ -234,3 +251,77 @@ class FeatureExtractor:
             keep = idx >= start
             idx, mat = idx[keep], mat[keep]
         return idx, mat
+
+
+def _mix_fit(ca: np.ndarray, cc: np.ndarray, cb: np.ndarray):
+    """(1-r_ab, 1-r_mix, 1-r_ac, 1-r_cb) of three aligned, equally cropped pixel vectors."""
+    ca = ca - ca.mean()
+    cc = cc - cc.mean()
+    cb = cb - cb.mean()
+    aa, bb, c2 = float(ca @ ca), float(cb @ cb), float(cc @ cc)
+    ab, ac, cbv = float(ca @ cb), float(cc @ ca), float(cc @ cb)
+    if min(aa, bb, c2) <= 1e-9:
+        return None
+    mm = aa + 2 * ab + bb
+    r_ab = ab / np.sqrt(aa * bb)
+    r_ac = ac / np.sqrt(aa * c2)
+    r_cb = cbv / np.sqrt(bb * c2)
+    r_mix = (ac + cbv) / np.sqrt(max(mm, 1e-12) * c2)
+    return 1 - r_ab, 1 - r_mix, 1 - r_ac, 1 - r_cb
+
+
+_ZOOM_STEP = 0.02  # log-scale step of the coarse zoom search (then refined twice by halves)
+
+
+def _zoom_aligned(fa, fc, fb, ta, tb, zmax: float):
+    """Ends a, b warped into c's coordinates, each with the zoom (|log scale| <= zmax) that
+    best predicts c from it alone; (a, c, b) cropped to the region valid for every zoom
+    tried, as pixel vectors. None if that region is too small."""
+    h, w = fc.shape
+    cx, cy = (w - 1) / 2.0, (h - 1) / 2.0
+    smax = float(np.exp(zmax + _ZOOM_STEP))
+    xs0, xs1, ys0, ys1 = [], [], [], []
+    for tx, ty in (ta, tb):
+        # src = C + (x - C) * s + t must stay inside the picture for every s <= smax.
+        xs0.append(cx - (cx + tx) / smax)
+        xs1.append(cx + (w - 1 - cx - tx) / smax)
+        ys0.append(cy - (cy + ty) / smax)
+        ys1.append(cy + (h - 1 - cy - ty) / smax)
+    x0, x1 = max(0, int(np.ceil(max(xs0)))), min(w, int(np.floor(min(xs1))) + 1)
+    y0, y1 = max(0, int(np.ceil(max(ys0)))), min(h, int(np.floor(min(ys1))) + 1)
+    if x1 - x0 < w // 3 or y1 - y0 < h // 3:
+        return None
+    cc = fc[y0:y1, x0:x1].ravel()
+    ccz = cc - cc.mean()
+    ccz = ccz / max(float(np.sqrt(ccz @ ccz)), 1e-9)
+
+    def warp(src, t, z):
+        s = float(np.exp(z))
+        m = np.float32([[s, 0, cx * (1 - s) + t[0]], [0, s, cy * (1 - s) + t[1]]])
+        out = cv2.warpAffine(src, m, (w, h), flags=cv2.INTER_LINEAR | cv2.WARP_INVERSE_MAP,
+                             borderMode=cv2.BORDER_REFLECT)
+        return out[y0:y1, x0:x1].ravel()
+
+    def corr(v):
+        v = v - v.mean()
+        return float(v @ ccz) / max(float(np.sqrt(v @ v)), 1e-9)
+
+    ends = []
+    for src, t in ((fa, ta), (fb, tb)):
+        n = int(np.ceil(zmax / _ZOOM_STEP))
+        cache = {}
+
+        def score(z):
+            key = round(z, 6)
+            if key not in cache:
+                cache[key] = corr(warp(src, t, z))
+            return cache[key]
+
+        best = max((i * _ZOOM_STEP for i in range(-n, n + 1)), key=lambda z: (score(z), -abs(z)))
+        step = _ZOOM_STEP
+        for _ in range(2):
+            step /= 2
+            best = max((best - step, best, best + step), key=lambda z: (score(z), -abs(z)))
+        ends.append(warp(src, t, best))
+    shape = (y1 - y0, x1 - x0)
+    return ends[0].reshape(shape), cc.reshape(shape), ends[1].reshape(shape)
