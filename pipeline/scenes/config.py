@@ -67,11 +67,18 @@ class SceneConfig:
     flat_spread: float = 0.02
     """A frame whose luma spread (p90 - p10 at 1/4 of the thumbnail's size, 0..1 scale) is
     below this is flat: black, white or grey (leader, blank frames, the bottom of a fade)."""
+    structured_spread: float = 0.04
+    """A frame with at least this spread is clearly structured (twice flat_spread): a flat
+    span's edge, or the top of a fade ramp, must reach it, so that a dim shot hovering
+    around flat_spread (grain, flicker) is neither a flat span nor a fade."""
     low_variability_fraction: float = 0.8
     """A scene is flagged low_variability when at least this fraction of its frames are flat."""
     fade_min_len: int = 3
     """A ramp of at least this many frames of monotonic contrast change into / out of flat
     frames is a fade (shorter: a hard cut to/from black)."""
+    fade_edge_ratio: float = 0.5
+    """A fade ramp starts low: the frame next to the flat span has at most this fraction of
+    the ramp's top spread (after a linear fade of n >= 3 frames it is 1/(n+1) <= 1/4)."""
     fade_max_len: int = 120
     """Longest fade ramp followed when measuring a fade."""
 

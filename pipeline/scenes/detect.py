@@ -146,12 +146,21 @@ class FadeDetector:
         for s, e in flat_runs(flat):
             ramp_out = self._ramp(std, s - 1, -1, cfg.fade_max_len) + 1 if s > 0 else 0
             ramp_in = self._ramp(std, e, +1, cfg.fade_max_len) + 1 if e < n else 0
-            out_fade = ramp_out >= cfg.fade_min_len
-            in_fade = ramp_in >= cfg.fade_min_len
-            # A dim shot hovering around the flat threshold is no flat span: the picture next
-            # to a flat edge must be clearly structured (or fade into it).
-            out_edge = s > 0 and (out_fade or float(np.max(std[max(0, s - 3):s])) >= 2 * cfg.flat_spread)
-            in_edge = e < n and (in_fade or float(np.max(std[e:e + 3])) >= 2 * cfg.flat_spread)
+            # A fade ramp climbs from the flat span to a clearly structured picture; a dim shot
+            # hovering around the flat threshold has only noise "ramps" and no flat span: the
+            # picture next to a flat edge must be clearly structured (or fade into one).
+            top = cfg.structured_spread
+            # It also starts low: the frame next to the flat span keeps at most fade_edge_ratio
+            # of the ramp's top contrast (a shot losing a little contrast before a blank
+            # frame does not fade).
+            out_top = float(np.max(std[s - ramp_out:s])) if s > 0 else 0.0
+            in_top = float(np.max(std[e:e + ramp_in])) if e < n else 0.0
+            out_fade = (ramp_out >= cfg.fade_min_len and out_top >= top
+                        and std[s - 1] <= cfg.fade_edge_ratio * out_top)
+            in_fade = (ramp_in >= cfg.fade_min_len and in_top >= top
+                       and std[e] <= cfg.fade_edge_ratio * in_top)
+            out_edge = s > 0 and (out_fade or float(np.max(std[max(0, s - 3):s])) >= top)
+            in_edge = e < n and (in_fade or float(np.max(std[e:e + 3])) >= top)
             if not (out_edge or in_edge) and 0 < s and e < n:
                 continue
             long_hold = (e - s) >= cfg.min_scene_len or s == 0 or e == n
@@ -284,7 +293,8 @@ def decide(f: Features, cfg: SceneConfig) -> tuple[list[Boundary], np.ndarray]:
     def inside(j: int, margin: int = 1) -> bool:
         return any(lo - margin <= j <= hi + margin for lo, hi in spans)
 
-    cuts = [b for b in cuts if not inside(b.frame) and not (flat[b.frame] or flat[b.frame - 1])]
+    # (A cut next to a flat frame that no fade claims stays: a cut between dim shots.)
+    cuts = [b for b in cuts if not inside(b.frame)]
     dissolves = [b for b in dissolves if not inside(b.frame, 2)]
     # A dissolve containing a hard cut is the cut.
     dissolves = [d for d in dissolves if not any(d.span[0] - 1 <= c.frame <= d.span[1] for c in cuts)]
