@@ -53,6 +53,10 @@ class SceneConfig:
     adaptive_delta: float = 0.20
     """... and exceed the neighbourhood mean by at least this much."""
 
+    cut_isolation: float = 0.5
+    """A cut's direct neighbours (the boundaries just before and after it) score at most this
+    fraction of it: one frame changes the picture, not a burst of frames (motion)."""
+
     # --- flashes, exposure jumps, dropouts -------------------------------------------
     flash_max_len: int = 3
     """A run of up to this many frames after which the picture returns to the one before it

@@ -113,6 +113,10 @@ class CutDetector:
             # One boundary per spike: a neighbour with a higher score wins.
             if (j + 1 < n and s[j + 1] > s[j]) or s[j - 1] >= s[j]:
                 continue
+            # A cut is an isolated spike: a burst of high scores over a few frames (the end
+            # of a whip pan, an occluder sweeping through) is motion, not a cut.
+            if max(s[j - 1], s[j + 1] if j + 1 < n else 0.0) > cfg.cut_isolation * s[j]:
+                continue
             if bridged(f, cfg, j):
                 continue
             strength = min(s[j] / cfg.cut_threshold, (s[j] - local) / cfg.adaptive_delta)
