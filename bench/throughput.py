@@ -73,7 +73,7 @@ def job(film, specs, out: str, workers: int, model: str) -> tuple[float, float]:
 
 def main() -> None:
     ap = argparse.ArgumentParser()
-    ap.add_argument("--frames", type=int, default=240)
+    ap.add_argument("--frames", type=int, default=960)  # 40 s of film: per-film fixed costs amortised as in real use
     ap.add_argument("--sizes", default="640x360,1280x720")
     ap.add_argument("--model", default="flow")
     args = ap.parse_args()

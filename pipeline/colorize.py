@@ -35,7 +35,7 @@ class ColorizeConfig:
     model: str = "flow"
     max_side: int = 320  # working resolution: longest side in pixels
     warmup: int = 24
-    threads: int = 1  # per actor; parallelism comes from the actor pool
+    threads: int = 0  # per actor; 0 = the cluster's CPUs shared out among the actors
     fault_scenes: tuple[int, ...] = field(default=())  # drills/tests: these scenes fail on purpose
 
 

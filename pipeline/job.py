@@ -7,6 +7,7 @@ only if every shard is done, and the run record says which failed and why.
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 import os
 import time
@@ -115,7 +116,11 @@ def run_film(job: FilmJob, cfg: JobConfig) -> FilmResult:
         progress = Progress({job.film_id: info.frame_count}) if cfg.progress else None
         if progress:
             progress.set(job.film_id, sum(s.frames for s in shards if s.shard_id in reused))
-        factory = functools.partial(ColorizeStage, cfg.colorize)
+        # Threads per actor: the CPUs the pool leaves over (1 worker on 2 cores encodes on 2).
+        col_cfg = cfg.colorize
+        if col_cfg.threads <= 0:
+            col_cfg = dataclasses.replace(col_cfg, threads=max(1, cluster_cpus() // max(1, min(workers, len(rows) or 1))))
+        factory = functools.partial(ColorizeStage, col_cfg)
         t_col = time.perf_counter()
         results = {r["shard_id"]: r for r in run_stage(rows, factory, workers, progress)}
         timings["colorize"] = time.perf_counter() - t_col
