@@ -59,6 +59,41 @@ def colorize(
 
 
 @app.command()
+def run(
+    manifest: str = typer.Argument(..., help="YAML or JSON manifest (local path or s3:// URI)"),
+    run_dir: Optional[str] = typer.Option(None, help="run record directory (default: beside the manifest)"),
+    workers: Optional[int] = typer.Option(None, min=1, help="actors (default: the machine's cores)"),
+    address: Optional[str] = typer.Option(None, help="existing Ray cluster (default: embedded local Ray)"),
+    verbose: bool = typer.Option(False, "--verbose", "-v"),
+) -> None:
+    """Colorize every film of a manifest (all of it checked before any work starts)."""
+    from pipeline.job import JobConfig, run_manifest
+
+    _setup_logging(verbose)
+    for r in run_manifest(manifest, run_dir, JobConfig(workers=workers, address=address)):
+        typer.echo(f"{r.film_id}: {r.output} ({r.frames} frames, {r.seconds:.1f}s)")
+
+
+@app.command()
+def reprocess(
+    run_dir: str = typer.Argument(..., help="run record directory of an earlier run"),
+    scene: List[int] = typer.Option([], "--scene", help="redo this scene (repeatable)"),
+    failed: bool = typer.Option(False, "--failed", help="redo failed shards"),
+    exemplar: List[str] = typer.Option([], "--exemplar", "-e", help="new IMAGE@FRAME for the scene at FRAME"),
+    film: Optional[str] = typer.Option(None, "--film", help="only this film id"),
+    workers: Optional[int] = typer.Option(None, min=1),
+    address: Optional[str] = typer.Option(None),
+    verbose: bool = typer.Option(False, "--verbose", "-v"),
+) -> None:
+    """Redo chosen scenes / failed shards / changed exemplars of a run, then reassemble."""
+    from pipeline.job import JobConfig, reprocess as redo
+
+    _setup_logging(verbose)
+    for r in redo(run_dir, scene, failed, exemplar, JobConfig(workers=workers, address=address), film):
+        typer.echo(f"{r.film_id}: {r.output} ({r.frames} frames, {r.seconds:.1f}s)")
+
+
+@app.command()
 def scenes(
     input: str = typer.Argument(..., help="film: local path or s3:// URI"),
     out: Optional[str] = typer.Option(None, "--out", help=".csv .parquet .json .edl .otio (default: CSV on stdout)"),

@@ -63,17 +63,30 @@ PRORES_OPTIONS = {"profile": "3", "vendor": "apl0", "bits_per_mb": "8000"}  # 42
 H264_OPTIONS = {"crf": "18", "preset": "medium", "profile": "high", "g": "48"}
 
 
+# Which codecs each output container may carry (the container follows the extension).
+ALLOWED = {".mkv": {"ffv1", "prores", "h264"}, ".mov": {"prores", "h264"}, ".mp4": {"h264"}}
+MUXERS = {".mkv": "matroska", ".mov": "mov", ".mp4": "mp4"}
+
+
 def codec_for(output: str, codec: str | None) -> str:
-    if codec:
-        if codec not in CONTAINERS:
-            raise InputError(f"unsupported codec {codec!r} (use ffv1, prores or h264)")
-        return codec
+    """The codec for OUTPUT: `codec` if given (and the container can carry it), else the
+    extension's default."""
     ext = os.path.splitext(output)[1].lower()
     if ext not in EXTENSIONS:
         raise InputError(
             f"{output}: unsupported output extension {ext or '(none)'!r} (use .mkv, .mov or .mp4)"
         )
-    return EXTENSIONS[ext]
+    if codec is None:
+        return EXTENSIONS[ext]
+    if codec not in CONTAINERS:
+        raise InputError(f"unsupported codec {codec!r} (use ffv1, prores or h264)")
+    if codec not in ALLOWED[ext]:
+        raise InputError(f"{output}: a {ext} file cannot carry {codec} (use {', '.join(sorted(ALLOWED[ext]))})")
+    return codec
+
+
+def muxer_for(output: str) -> str:
+    return MUXERS[os.path.splitext(output)[1].lower()]
 
 
 def output_spec(info: FilmInfo, codec: str) -> OutputSpec:

@@ -15,9 +15,9 @@ from dataclasses import dataclass, field
 
 from pipeline import log, storage
 from pipeline.assemble import Segment, assemble
-from pipeline.codecs import codec_for, output_spec
+from pipeline.codecs import codec_for, muxer_for, output_spec
 from pipeline.colorize import ColorizeConfig, ColorizeStage, shard_row
-from pipeline.errors import InputError, ShardFailures
+from pipeline.errors import FilmcolorError, InputError, ShardFailures
 from pipeline.exemplar import ExemplarSpec, load_rgb, parse_spec, resolve_frame
 from pipeline.io import FilmInfo, frame_time, probe
 from pipeline.model import create
@@ -44,6 +44,8 @@ class FilmJob:
     output: str
     exemplars: list[ExemplarSpec]
     run_dir: str | None = None
+    codec: str | None = None  # overrides JobConfig.codec (manifests: per film)
+    force_scenes: frozenset[int] = frozenset()  # redo these scenes even if done (reprocess)
 
 
 @dataclass
@@ -65,7 +67,7 @@ def film_id_of(path: str) -> str:
 
 def validate(job: FilmJob, cfg: JobConfig, info: FilmInfo) -> tuple[str, list[int], list[str]]:
     """Check everything the user gave against the film; returns (codec, frames, shas)."""
-    codec = codec_for(job.output, cfg.codec)
+    codec = codec_for(job.output, job.codec or cfg.codec)
     if not job.exemplars:
         raise InputError("at least one --exemplar IMAGE@FRAME is needed")
     frames, shas = [], []
@@ -77,7 +79,7 @@ def validate(job: FilmJob, cfg: JobConfig, info: FilmInfo) -> tuple[str, list[in
 
 
 def check_output(job: FilmJob, cfg: JobConfig) -> None:
-    codec_for(job.output, cfg.codec)
+    codec_for(job.output, job.codec or cfg.codec)
     if not storage.writable_dir(job.output):
         raise InputError(f"{job.output}: output directory does not exist")
     if os.path.abspath(job.output) == os.path.abspath(job.input):
@@ -93,7 +95,7 @@ def run_film(job: FilmJob, cfg: JobConfig) -> FilmResult:
     with storage.local_copy(job.input) as path:
         info = probe(path)
         codec, ex_frames, ex_shas = validate(job, cfg, info)
-        spec = output_spec(info, codec)
+        spec = dataclasses.replace(output_spec(info, codec), container=muxer_for(job.output))
         run_dir = job.run_dir or default_run_dir(job.output)
         seg_dir = os.path.join(run_dir, "segments", job.film_id)
         storage.makedirs(seg_dir)
@@ -110,7 +112,8 @@ def run_film(job: FilmJob, cfg: JobConfig) -> FilmResult:
         model = create(cfg.colorize.model)
         model_info = {"name": model.name, "version": model.version, "weights_sha256": model.weights_sha256()}
         prior = {r["shard_id"]: r for r in read_table(run_dir, "shards") if r["film_id"] == job.film_id}
-        todo, reused = _split_done(shards, prior, seg_dir, model_info, ex_shas)
+        reusable = {k: v for k, v in prior.items() if v["scene"] not in job.force_scenes}
+        todo, reused = _split_done(shards, reusable, seg_dir, model_info, ex_shas)
         rows = [shard_row(s, input_path=path, codec=codec, exemplar_images=[e.image for e in job.exemplars],
                           exemplar_frames=ex_frames, segment_path=_segment_path(seg_dir, s)) for s in todo]
         progress = Progress({job.film_id: info.frame_count}) if cfg.progress else None
@@ -248,3 +251,69 @@ def _tc(info: FilmInfo, frame: int) -> str:
 
 def parse_exemplars(texts: list[str]) -> list[ExemplarSpec]:
     return [parse_spec(t) for t in texts]
+
+
+def run_manifest(path: str, run_dir: str | None, cfg: JobConfig) -> list[FilmResult]:
+    """Every film of a manifest, checked together first; one film's failure does not stop
+    the others. Raises ShardFailures (exit 1) at the end if any film failed."""
+    from pipeline import manifest
+
+    m = manifest.load(path)
+    manifest.check_frames(m)
+    run_dir = run_dir or manifest.default_run_dir(path)
+    results, failures = [], []
+    for film in m.films:
+        fcfg = cfg
+        if film.model:
+            fcfg = dataclasses.replace(cfg, colorize=dataclasses.replace(cfg.colorize, model=film.model))
+        try:
+            results.append(run_film(FilmJob(film.id, film.input, film.output, film.exemplars, run_dir,
+                                            codec=film.codec), fcfg))
+        except FilmcolorError as exc:
+            log.error("%s", exc)
+            failures.append(f"{film.id}: {exc}")
+    if failures:
+        raise ShardFailures(f"{len(failures)} of {len(m.films)} films failed; run record: {run_dir}")
+    return results
+
+
+def reprocess(run_dir: str, scenes: list[int], failed: bool, exemplars: list[str], cfg: JobConfig,
+              film_id: str | None = None) -> list[FilmResult]:
+    """Redo part of a recorded run, then reassemble: named scenes, failed shards, and every
+    scene whose exemplar changed (a new --exemplar, or an exemplar image edited in place:
+    its sha256 no longer matches the record). Everything else is reused."""
+    films = [f for f in read_table(run_dir, "films") if film_id in (None, f["film_id"])]
+    if not films:
+        raise InputError(f"{run_dir}: no run record" + (f" for film {film_id!r}" if film_id else ""))
+    if not (scenes or failed or exemplars):
+        raise InputError("nothing to reprocess: give --scene N, --failed or --exemplar IMAGE@FRAME")
+    new_specs = parse_exemplars(exemplars)
+    results = []
+    for f in films:
+        if failed and not scenes and not new_specs and f["status"] == "done":
+            continue
+        specs = [ExemplarSpec(img, str(fr)) for img, fr in zip(f["exemplars"], f["exemplar_frames"])]
+        specs = _apply_new_exemplars(f, specs, new_specs, run_dir)
+        fcfg = dataclasses.replace(cfg, colorize=dataclasses.replace(cfg.colorize, model=f["model"]["name"]))
+        job = FilmJob(f["film_id"], f["input"], f["output"], specs, run_dir, codec=f["codec"],
+                      force_scenes=frozenset(scenes))
+        results.append(run_film(job, fcfg))
+    return results
+
+
+def _apply_new_exemplars(film: dict, specs: list[ExemplarSpec], new: list[ExemplarSpec], run_dir: str):
+    """A new exemplar replaces the recorded exemplar(s) of the scene its frame falls in."""
+    if not new:
+        return specs
+    scenes = [s for s in read_table(run_dir, "scenes") if s["film_id"] == film["film_id"]]
+    with storage.local_copy(film["input"]) as path:
+        info = probe(path)
+        frames_new = [resolve_frame(s.at, info) for s in new]
+    frames_old = [resolve_frame(s.at, info) for s in specs]
+
+    def scene_of(frame):
+        return next((s["scene"] for s in scenes if s["start_frame"] <= frame < s["end_frame"]), None)
+
+    replaced = {scene_of(fr) for fr in frames_new}
+    kept = [s for s, fr in zip(specs, frames_old) if scene_of(fr) not in replaced]
+    return kept + [ExemplarSpec(s.image, str(fr)) for s, fr in zip(new, frames_new)]
