@@ -101,3 +101,16 @@ def test_scenes_csv(film3, tmp_path):
     assert lines[0] == "scene,start_frame,end_frame,start_time,end_time,start_timecode,transition,score"
     assert [l.split(",")[1] for l in lines[1:]] == ["0", "18", "32"]
     assert lines[2].split(",")[5] == "10:00:00:18"
+
+
+def test_ray_job_entry_point_colorizes(film3, tmp_path):
+    """jobs/colorize.py (what `ray job submit` runs) end to end in its own process and Ray."""
+    out = tmp_path / "job.mkv"
+    root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    env = {k: v for k, v in os.environ.items() if k != "RAY_ADDRESS"}
+    res = subprocess.run([sys.executable, os.path.join(root, "jobs", "colorize.py"), film3.path, str(out),
+                          "-e", film3.exemplars[0], "-e", film3.exemplars[1].replace("@25", "@10:00:01:01"),
+                          "--workers", "1"], capture_output=True, text=True, timeout=300, env=env, cwd=tmp_path)
+    assert res.returncode == 0, res.stderr[-2000:]
+    assert str(out) in res.stdout and out.exists()
+    assert (tmp_path / "job.filmcolor-run" / "shards.parquet").exists()
