@@ -22,7 +22,12 @@ dab{k}, dmix{k}, dac{k}, dcb{k}
                 dissolve test centred on c = j-k with ends a = j-2k, b = j, the three
                 frames aligned by the accumulated motion: 1 - correlation of (a, b), of
                 (c, mix of a and b), of (c, a), of (c, b). NaN when any is flat or the
-                motion is too large to align.
+                motion is too large to align. Where the translation-only evidence reaches
+                dissolve_verify_gate, the ends are re-aligned with the zoom that best predicts
+                c from each end alone before these are computed.
+cab{k}, cac{k}, ccb{k}
+                the same (ends, c-a, c-b) after a Gaussian blur of dissolve_coarse_sigma: the
+                coarse-scale check of a candidate; NaN where not verified.
 """
 
 from __future__ import annotations

@@ -118,3 +118,21 @@ def test_scenes_cover_the_clip_exactly():
     assert all(a.end_frame == b.start_frame for a, b in zip(sc, sc[1:]))
     assert [s.scene for s in sc] == list(range(len(sc)))
     assert sc[0].transition == "start" and sc[0].score == 0.0
+
+
+@pytest.mark.parametrize("zoom", [0.008, -0.008])
+def test_zoom_is_not_a_dissolve(zoom):
+    c = clip().cut(shot("chelsea", 70, pan=(0.3, 0.1), zoom=zoom))
+    assert boundaries(c) == []
+
+
+def test_dim_grainy_shot_is_neither_flat_nor_a_fade():
+    c = clip(3).cut(shot("moon", 40, gain=0.4)).cut(shot("astronaut", 40, gain=0.4))
+    c.damage(grain=0.02, flicker=0.08)
+    assert boundaries(c) == [(40, "cut")]
+
+
+def test_burst_of_motion_is_not_a_cut():
+    # An occluder sweeping through fast: several frames change, none is a cut.
+    c = clip().cut(shot("coffee", 50, occluder=(15, 5)))
+    assert boundaries(c) == []
