@@ -22,7 +22,7 @@ import numpy as np
 from pipeline import log
 from pipeline.codecs import SegmentWriter, chroma_to_code, convert_luma, output_spec
 from pipeline.exemplar import load_rgb, make_exemplar
-from pipeline.io import FilmInfo, iter_luma, luma_to_float, probe
+from pipeline.io import FilmInfo, iter_luma, load_info, luma_to_float, probe
 from pipeline.model import create
 from pipeline.model.upsample import downsize, guided_upsample, work_size
 from pipeline.shard import Run, Shard, propagation_runs
@@ -40,7 +40,7 @@ class ColorizeConfig:
 
 
 def shard_row(shard: Shard, *, input_path: str, codec: str, exemplar_images: list[str],
-              exemplar_frames: list[int], segment_path: str) -> dict:
+              exemplar_frames: list[int], segment_path: str, info_path: str = "") -> dict:
     """A shard as a flat row (Arrow-friendly) with what an actor needs to colour it."""
     return {
         "shard_id": shard.shard_id, "film_id": shard.film_id, "index": shard.index, "scene": shard.scene,
@@ -48,7 +48,7 @@ def shard_row(shard: Shard, *, input_path: str, codec: str, exemplar_images: lis
         "scene_start": shard.scene_start, "scene_end": shard.scene_end,
         "exemplars": list(shard.exemplars), "low_variability": shard.low_variability,
         "input": input_path, "codec": codec, "exemplar_images": list(exemplar_images),
-        "exemplar_frames": list(exemplar_frames), "segment_path": segment_path,
+        "exemplar_frames": list(exemplar_frames), "segment_path": segment_path, "info_path": info_path,
     }
 
 
@@ -82,10 +82,12 @@ class ColorizeStage:
         result["peak_rss_mb"] = round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1)
         return result
 
-    def _film(self, path: str) -> FilmInfo:
-        if path not in self._films:
-            self._films[path] = probe(path)
-        return self._films[path]
+    def _film(self, row: dict) -> FilmInfo:
+        """The driver's probe result (saved beside the segments), else a fresh probe."""
+        key = row.get("info_path") or row["input"]
+        if key not in self._films:
+            self._films[key] = load_info(key) if row.get("info_path") else probe(row["input"])
+        return self._films[key]
 
     def _image(self, uri: str) -> tuple[np.ndarray, str]:
         if uri not in self._images:
@@ -93,7 +95,7 @@ class ColorizeStage:
         return self._images[uri]
 
     def _colour_shard(self, row: dict) -> int:
-        info = self._film(row["input"])
+        info = self._film(row)
         spec = output_spec(info, row["codec"])
         size = work_size(info.width, info.height, self.cfg.max_side)
         shard = Shard(row["shard_id"], row["film_id"], row["index"], row["scene"], row["start_frame"],

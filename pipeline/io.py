@@ -8,6 +8,7 @@ variable-frame-rate films are handled by their own timestamps, never by a float 
 from __future__ import annotations
 
 import bisect
+import os
 from dataclasses import dataclass, field
 from fractions import Fraction
 from typing import Iterator
@@ -281,3 +282,31 @@ def luma_to_float(luma: np.ndarray, info: FilmInfo) -> np.ndarray:
     """H x W code values -> H x W float32 in [0, 1] (black..white), clipped."""
     lo, hi = luma_range(info)
     return np.clip((luma.astype(np.float32) - lo) / (hi - lo), 0.0, 1.0)
+
+
+def save_info(info: FilmInfo, path: str) -> None:
+    """Write the probe result (frame timestamps included) for actors to load instead of
+    demuxing the whole film again, once per actor."""
+    import dataclasses
+    import json
+
+    d = dataclasses.asdict(info)
+    d["time_base"] = str(info.time_base)
+    d["avg_rate"] = str(info.avg_rate)
+    d["streams"] = [{**dataclasses.asdict(s), "time_base": str(s.time_base)} for s in info.streams]
+    tmp = f"{path}.partial"
+    with open(tmp, "w") as f:
+        json.dump(d, f)
+    os.replace(tmp, path)
+
+
+def load_info(path: str) -> FilmInfo:
+    import json
+
+    with open(path) as f:
+        d = json.load(f)
+    d["time_base"] = Fraction(d["time_base"])
+    d["avg_rate"] = Fraction(d["avg_rate"])
+    d["frame_pts"] = tuple(d["frame_pts"])
+    d["streams"] = tuple(StreamInfo(**{**s, "time_base": Fraction(s["time_base"])}) for s in d["streams"])
+    return FilmInfo(**d)

@@ -19,7 +19,7 @@ from pipeline.codecs import codec_for, muxer_for, output_spec
 from pipeline.colorize import ColorizeConfig, ColorizeStage, shard_row
 from pipeline.errors import FilmcolorError, InputError, ShardFailures
 from pipeline.exemplar import ExemplarSpec, load_rgb, parse_spec, resolve_frame
-from pipeline.io import FilmInfo, frame_time, probe
+from pipeline.io import FilmInfo, frame_time, probe, save_info
 from pipeline.model import create
 from pipeline.progress import Progress
 from pipeline.record import default_run_dir, merge_rows, read_table, write_table
@@ -114,8 +114,11 @@ def run_film(job: FilmJob, cfg: JobConfig) -> FilmResult:
         prior = {r["shard_id"]: r for r in read_table(run_dir, "shards") if r["film_id"] == job.film_id}
         reusable = {k: v for k, v in prior.items() if v["scene"] not in job.force_scenes}
         todo, reused = _split_done(shards, reusable, seg_dir, model_info, ex_shas)
+        info_path = os.path.join(seg_dir, "film-info.json")
+        save_info(info, info_path)
         rows = [shard_row(s, input_path=path, codec=codec, exemplar_images=[e.image for e in job.exemplars],
-                          exemplar_frames=ex_frames, segment_path=_segment_path(seg_dir, s)) for s in todo]
+                          exemplar_frames=ex_frames, segment_path=_segment_path(seg_dir, s), info_path=info_path)
+                for s in todo]
         progress = Progress({job.film_id: info.frame_count}) if cfg.progress else None
         if progress:
             progress.set(job.film_id, sum(s.frames for s in shards if s.shard_id in reused))
