@@ -228,6 +228,7 @@ def _similarities(info, scenes, exemplars, ex_frames, matrix) -> dict | None:
 
 
 def _scene_rows(film_id, info, scenes, ex_frames, similarity) -> list[dict]:
+    from pipeline.scenes.export import timecode_of
     from pipeline.shard import assign_exemplars
 
     assigned = assign_exemplars(scenes, ex_frames, similarity)
@@ -237,19 +238,11 @@ def _scene_rows(film_id, info, scenes, ex_frames, similarity) -> list[dict]:
         rows.append({
             "film_id": film_id, "scene": sc.scene, "start_frame": sc.start_frame, "end_frame": sc.end_frame,
             "start_time": float(frame_time(info, sc.start_frame)), "end_time": float(frame_time(info, sc.end_frame)),
-            "start_timecode": _tc(info, sc.start_frame), "transition": sc.transition, "score": float(sc.score),
+            "start_timecode": timecode_of(info, sc.start_frame), "transition": sc.transition, "score": float(sc.score),
             "low_variability": bool(getattr(sc, "low_variability", False)), "exemplars": list(a.exemplars),
             "exemplar_source": a.source, "exemplar_similarity": a.similarity,
         })
     return rows
-
-
-def _tc(info: FilmInfo, frame: int) -> str:
-    from pipeline.exemplar import nominal_fps, timecode_frames
-
-    fps = nominal_fps(info)
-    n = timecode_frames(info.start_timecode, fps) + frame
-    return f"{n // (3600 * fps) % 24:02d}:{n // (60 * fps) % 60:02d}:{n // fps % 60:02d}:{n % fps:02d}"
 
 
 def parse_exemplars(texts: list[str]) -> list[ExemplarSpec]:

@@ -57,3 +57,21 @@ def test_unreadable_exemplar(tmp_path):
     got, sha = load_rgb(str(tmp_path / "ok.png"))
     assert got.shape == (20, 30, 3) and len(sha) == 64
     assert np.allclose(got * 255, rgb, atol=0.5)
+
+
+def test_timecode_counts_frames_on_ntsc_rate_film():
+    """23.976 fps runs non-drop timecode at 24: TC and frame index agree over an hour, and
+    the scene list's timecodes name the frames the exemplar option resolves."""
+    from fractions import Fraction
+
+    from pipeline.io import FilmInfo
+    from pipeline.scenes.export import timecode_of
+
+    n = 90000
+    info = FilmInfo(path="x", container="mov", width=64, height=48, pix_fmt="gray", chroma="gray", bit_depth=8,
+                    full_range=True, time_base=Fraction(1, 24000), frame_pts=tuple(range(0, n * 1001, 1001)),
+                    frame_duration_pts=1001, avg_rate=Fraction(24000, 1001), colorspace=2, color_primaries=2,
+                    color_trc=2, start_timecode="01:00:00:00")
+    assert timecode_of(info, 86400) == "02:00:00:00"
+    assert resolve_frame("02:00:00:00", info) == 86400
+    assert resolve_frame(timecode_of(info, 1234), info) == 1234
