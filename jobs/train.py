@@ -32,9 +32,9 @@ from pipeline.model.memnet import MemNet  # noqa: E402
 from pipeline.model.memnet_data import ClipSpec, load_images, make_clip, rgb_to_ycbcr  # noqa: E402
 from pipeline.model.memory import MemoryConfig, MemoryManager  # noqa: E402
 
-# training crops at decoder resolution (a 640x360 film runs at 88x160; the convolutions
+# training crops at decoder resolution (a 640x360 film runs at 180x320; the convolutions
 # and the memory are size-agnostic, and smaller crops train faster on CPU)
-H, W = 64, 112
+H, W = 96, 160
 TRAIN_MEM = MemoryConfig(gamma=2, max_working=3, min_working=1, compress_to=64,
                          max_longterm=256, topk=16)
 
@@ -109,6 +109,7 @@ def main(argv=None) -> int:
     ap.add_argument("--lr", type=float, default=2e-3)
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--ch", type=int, default=24)
+    ap.add_argument("--mem-scale", type=int, default=2, help="key resolution = decoder res / this")
     ap.add_argument("--out", default="runs/memnet")
     ap.add_argument("--export", default=None, help="write the trained weights (safetensors) here")
     ap.add_argument("--minutes", type=float, default=None, help="stop (and save) after this long")
@@ -133,7 +134,7 @@ def main(argv=None) -> int:
     vrng = np.random.default_rng([args.seed, 10**9])
     val = sample_batch(val_images, vrng, 12, args.frames)
 
-    net = MemNet(learned=True, ch=args.ch).to(device)
+    net = MemNet(learned=True, ch=args.ch, mem_scale=args.mem_scale).to(device)
     opt = torch.optim.Adam(net.parameters(), lr=args.lr)
     sched = torch.optim.lr_scheduler.LambdaLR(
         opt, lambda s: min(1.0, (s + 1) / 50) * 0.5 * (1 + math.cos(math.pi * min(s, args.steps) / args.steps))
@@ -203,7 +204,7 @@ def export(net: MemNet, args, history, steps: int) -> None:
     sd = {k: v.detach().cpu().contiguous() for k, v in net.state_dict().items()}
     last = history[-1] if history else {}
     meta = {
-        "ch": str(args.ch), "steps": str(steps), "seed": str(args.seed), "batch": str(args.batch),
+        "ch": str(args.ch), "mem_scale": str(args.mem_scale), "crop": f"{H}x{W}", "steps": str(steps), "seed": str(args.seed), "batch": str(args.batch),
         "frames": str(args.frames), "val_psnr": f"{last.get('val_psnr', float('nan')):.3f}",
         "data": "synthetic clips from gnome/mate-backgrounds + scikit-image (train split)",
     }

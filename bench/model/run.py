@@ -83,16 +83,18 @@ class CopyPropagator:
 def make_model(method: str):
     from pipeline.model import create
 
+    w = os.environ.get("MEMNET_BENCH_WEIGHTS") or None  # --weights
+    kw = json.loads(os.environ.get("MEMNET_BENCH_KWARGS") or "{}")  # --memnet-kwargs
     if method == "copy":
         return CopyPropagator()
     if method == "flow":
         return create("flow", threads=1)
     if method == "memnet":
-        return create("memnet", threads=1)
+        return create("memnet", threads=1, weights=w, **kw)
     if method == "memnet-int8":
-        return create("memnet", threads=1, quantize=True)
+        return create("memnet", threads=1, quantize=True, weights=w, **kw)
     if method == "memnet-floor":
-        return create("memnet", threads=1, weights="none")
+        return create("memnet", threads=1, weights="none", **kw)
     raise ValueError(method)
 
 
@@ -183,7 +185,7 @@ def memory_check(frames: int = 5000, at: int = 500, seed: int = 0) -> dict:
     clip = Clip(img, ClipSpec(frames=frames, height=hh, width=ww, pan=0.002, zoom=0.0005, rotate=0.0003,
                               shake=0.001, occluders=1, occluder_speed=0.002, lighting=0.2, grain=0.0),
                 np.random.default_rng(seed))
-    model = create("memnet", threads=1)
+    model = create("memnet", threads=1, weights=os.environ.get("MEMNET_BENCH_WEIGHTS") or None)
     y0, c0 = rgb_to_ycbcr(clip.frame(0))
     model.new_scene([Exemplar(0, y0, c0)])
     rss_at, peak_after, elems = None, 0.0, []
@@ -232,6 +234,8 @@ def main(argv=None) -> int:
     ap.add_argument("--skip-memory", action="store_true")
     ap.add_argument("--memory-frames", type=int, default=5000)
     ap.add_argument("--out", default=str(ROOT / "bench" / "out" / "model"))
+    ap.add_argument("--weights", default=None, help="memnet weights (default: the committed ones)")
+    ap.add_argument("--memnet-kwargs", default=None, help="JSON of extra memnet arguments")
     ap.add_argument("--child", default=None, help=argparse.SUPPRESS)
     args = ap.parse_args(argv)
 
@@ -243,6 +247,10 @@ def main(argv=None) -> int:
         print("RESULT " + json.dumps(res))
         return 0
 
+    if args.weights:
+        os.environ["MEMNET_BENCH_WEIGHTS"] = str(Path(args.weights).resolve())
+    if args.memnet_kwargs:
+        os.environ["MEMNET_BENCH_KWARGS"] = args.memnet_kwargs
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     children = [m for m in args.methods.split(",") if m] + ([] if args.skip_memory else ["memory"])

@@ -1,8 +1,9 @@
 """memnet: a memory-based propagation model (ColorMNet / XMem style), CPU-sized.
 
 Per frame (working-res luma H x W in, chroma 2 x H x W out):
-  1. luma -> decoder resolution h x w (long side <= ``max_side``)
-  2. key encoder (fixed features + learned CNN) -> keys at h/4 x w/4
+  1. luma -> decoder resolution h x w (long side <= ``max_side``; the working res of a
+     640x360 film, 320x180, is used as is)
+  2. key encoder (fixed features + learned CNN) on luma at h/2 x w/2 -> keys at h/8 x w/8
   3. global step: L2-similarity top-k readout of the keys against the memory
      (permanent exemplars + working + long-term, see ``pipeline.model.memory``)
   4. local step: the previous output's chroma warped onto this frame by dense flow (DIS),
@@ -34,6 +35,7 @@ from pipeline.model.memnet_net import (
     decoder_size,
     encode_value,
     fixed_fusion,
+    key_size,
     local_warp,
     readout,
     upsample_chroma,
@@ -47,19 +49,26 @@ DEFAULT_WEIGHTS = WEIGHTS_DIR / "memnet.safetensors"
 class MemNet(nn.Module):
     """The learned parts plus the per-frame engine (batched: training and inference)."""
 
-    def __init__(self, learned: bool = True, ch: int = 24):
+    def __init__(self, learned: bool = True, ch: int = 24, mem_scale: int = 2):
         super().__init__()
         self.learned = learned
+        self.mem_scale = mem_scale
         self.key = KeyEncoder(learned=learned)
         self.decoder = Decoder(ch) if learned else None
         self.log_inv_temp = nn.Parameter(torch.tensor(math.log(300.0)))
 
+    def key_input(self, x: torch.Tensor) -> torch.Tensor:
+        """B x C x h x w (decoder res) -> B x C x hk x wk (key res), area-averaged."""
+        hk, wk = key_size(x.shape[-2], x.shape[-1], self.mem_scale)
+        return x if (hk, wk) == tuple(x.shape[-2:]) else F.interpolate(x, size=(hk, wk), mode="area")
+
     def memorize(self, mem: MemoryManager, luma: torch.Tensor, chroma: torch.Tensor,
                  keys: torch.Tensor | None = None, permanent: bool = False) -> None:
-        # luma: B x 1 x h x w, chroma: B x 2 x h x w, keys: B x Ck x h/4 x w/4
+        # luma: B x 1 x h x w, chroma: B x 2 x h x w, keys: B x Ck x hk/4 x wk/4
+        lk = self.key_input(luma)
         if keys is None:
-            keys = self.key(luma)
-        v = encode_value(luma, chroma)  # B x 3 x h/4 x w/4
+            keys = self.key(lk)
+        v = encode_value(lk, self.key_input(chroma))  # B x 3 x hk/4 x wk/4
         k, v = keys.flatten(2), v.flatten(2)  # B x Ck x E, B x 3 x E
         if permanent:
             mem.add_permanent(k, v)
@@ -73,10 +82,10 @@ class MemNet(nn.Module):
 
         luma: B x 1 x h x w; prev_luma, ex_luma: B x h x w;
         prev_chroma, ex_chroma: B x 2 x h x w (numpy)
-        -> chroma B x 2 x h x w, keys B x Ck x h/4 x w/4
+        -> chroma B x 2 x h x w, keys B x Ck x hk/4 x wk/4
         """
         b, _, h, w = luma.shape
-        keys = self.key(luma)  # B x Ck x h4 x w4
+        keys = self.key(self.key_input(luma))  # B x Ck x h4 x w4 (h4 = hk / 4)
         h4, w4 = keys.shape[-2:]
         mk, mv, mk2 = mem.keys_values()  # B x Ck x N, B x 3 x N, B x N
         read, stats, usage = readout(
@@ -131,7 +140,7 @@ def load_net(weights: str | os.PathLike | None) -> tuple[MemNet, str]:
         return MemNet(learned=False).eval(), ""
     with safe_open(str(path), framework="pt") as f:
         meta = f.metadata() or {}
-    net = MemNet(learned=True, ch=int(meta.get("ch", 24)))
+    net = MemNet(learned=True, ch=int(meta.get("ch", 24)), mem_scale=int(meta.get("mem_scale", 1)))
     net.load_state_dict(load_file(str(path)), strict=True)
     return net.eval(), file_sha256(path)
 
@@ -153,7 +162,7 @@ class MemNetPropagator(Propagator):
         compress_to: int = 128,
         max_longterm: int = 1024,
         topk: int = 16,
-        max_side: int = 160,
+        max_side: int = 320,
     ):
         if threads is not None:
             torch.set_num_threads(int(threads))
@@ -244,6 +253,30 @@ class MemNetPropagator(Propagator):
             out_np = out[0].cpu().numpy()  # 2 x h x w
         self._prev = (lum, out_np)
         return upsample_chroma(out_np, luma)
+
+
+    # ---- exemplars across scenes ---------------------------------------------------------
+    def exemplar_similarity(self, exemplar_luma: np.ndarray, frames: list[np.ndarray]) -> float:
+        """How well an exemplar's content explains a scene: for each of the scene's sample
+        frames (working-res luma), the mean L2 distance of its keys to their best match
+        among the exemplar's keys (the readout's own similarity); -> exp(-distance), in
+        (0, 1], higher = more similar. For picking the exemplar of a scene without one
+        (returning shots, shot / reverse shot)."""
+        H, W = exemplar_luma.shape
+        size = self._size
+        self._size = decoder_size(H, W, self.max_side)
+        try:
+            with torch.inference_mode():
+                ek = self.net.key(self._t(self._down(exemplar_luma))[None, None]).flatten(2)
+                ek2 = (ek * ek).sum(1)  # 1 x N
+                dists = []
+                for f in frames:
+                    q = self.net.key(self._t(self._down(f))[None, None]).flatten(2)  # 1 x Ck x Nq
+                    d = (q * q).sum(1).unsqueeze(-1) - 2 * torch.bmm(q.transpose(1, 2), ek) + ek2.unsqueeze(1)
+                    dists.append(float(d.min(-1).values.clamp_min(0).div(q.shape[1]).sqrt().mean()))
+        finally:
+            self._size = size
+        return float(math.exp(-10.0 * float(np.mean(dists))))
 
 
 register("memnet", MemNetPropagator)

@@ -1,8 +1,9 @@
 """Network parts of memnet: key encoder, value encoder, readout, local step, decoder.
 
 Resolutions (all derived from the caller's working resolution H x W):
-- decoder resolution  h x w   (at most ``max_side`` on the long side, multiple of 4)
-- memory resolution   h/4 x w/4 (keys, values, readout)
+- decoder resolution  h x w   (at most ``max_side`` on the long side; local step, decoder)
+- key resolution      hk x wk = h/m x w/m (m = mem_scale, multiple of 4)
+- memory resolution   hk/4 x wk/4 (keys, values, readout)
 
 Tensor conventions: batch-first torch tensors; luma in [0, 1]; chroma (Cb, Cr) in
 [-0.5, 0.5]. Shape comments at every boundary.
@@ -195,7 +196,7 @@ def fixed_logits(x: torch.Tensor) -> torch.Tensor:
     err_ex = F.avg_pool2d(x[:, 11:12], 3, stride=1, padding=1, count_include_pad=False)
     lp = -((err_prev / 0.05) ** 2) + 1.0
     le = -((err_ex / 0.05) ** 2) + 0.3
-    lg = torch.full_like(lp, -1.0)
+    lg = torch.full_like(lp, -4.0)
     return torch.cat([lp, lg, le], 1)
 
 
@@ -220,8 +221,13 @@ def upsample_chroma(lo_chroma: np.ndarray, hi_luma: np.ndarray) -> np.ndarray:
 
 
 def decoder_size(H: int, W: int, max_side: int) -> tuple[int, int]:
-    """Decoder resolution for working resolution H x W: long side <= max_side, mult. of 4."""
+    """Decoder resolution for working resolution H x W: long side <= max_side."""
     s = min(1.0, max_side / max(H, W))
-    h = max(STRIDE * 2, int(round(H * s / STRIDE)) * STRIDE)
-    w = max(STRIDE * 2, int(round(W * s / STRIDE)) * STRIDE)
-    return h, w
+    return max(8, int(round(H * s))), max(8, int(round(W * s)))
+
+
+def key_size(h: int, w: int, mem_scale: int) -> tuple[int, int]:
+    """Resolution the key encoder sees (decoder res / mem_scale, multiple of 4); the
+    memory itself is 4x smaller still."""
+    return (max(2 * STRIDE, int(round(h / mem_scale / STRIDE)) * STRIDE),
+            max(2 * STRIDE, int(round(w / mem_scale / STRIDE)) * STRIDE))

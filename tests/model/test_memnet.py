@@ -116,3 +116,16 @@ def test_needs_scene():
         m.step(np.zeros((16, 16), np.float32))
     with pytest.raises(ValueError):
         m.new_scene([])
+
+
+def test_exemplar_similarity_picks_the_returning_shot():
+    ims = load_images("bench", 400)
+    spec = ClipSpec(frames=6, height=72, width=128, pan=0.01, occluders=0)
+    shots = []
+    for k in (0, 3):  # two different shots (photographs)
+        rgb, luma = make_clip(ims[k][1], spec, np.random.default_rng(k))
+        shots.append((rgb_to_ycbcr(rgb)[0][0], luma[3:]))  # exemplar luma, later frames
+    m = MemNetPropagator()
+    for k, (_, frames) in enumerate(shots):
+        sims = [m.exemplar_similarity(ex, list(frames)) for ex, _ in shots]
+        assert int(np.argmax(sims)) == k
