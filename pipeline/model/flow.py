@@ -34,6 +34,7 @@ class FlowPropagator(Propagator):
         self._exemplars: list[tuple[np.ndarray, np.ndarray, np.ndarray]] = []
         self._lut = np.zeros((2, LUT_BINS), np.float32)
         self._prev: tuple[np.ndarray, np.ndarray, np.ndarray] | None = None
+        self._grid: np.ndarray | None = None
 
     def new_scene(self, exemplars: list[Exemplar]) -> None:
         if not exemplars:
@@ -66,9 +67,10 @@ class FlowPropagator(Propagator):
     def _warp(self, cur8, luma, src8, src_y, src_c):
         flow = self._dis.calc(cur8, src8, None)  # H x W x 2: where each current pixel is in src
         h, w = luma.shape
-        grid = np.mgrid[0:h, 0:w].astype(np.float32)
-        map_x = grid[1] + flow[..., 0]
-        map_y = grid[0] + flow[..., 1]
+        if self._grid is None or self._grid.shape[1:] != (h, w):
+            self._grid = np.mgrid[0:h, 0:w].astype(np.float32)  # 2 x H x W: (y, x)
+        map_x = self._grid[1] + flow[..., 0]
+        map_y = self._grid[0] + flow[..., 1]
         warped_y = cv2.remap(src_y, map_x, map_y, cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
         warped_c = np.stack([
             cv2.remap(src_c[c], map_x, map_y, cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE) for c in range(2)
