@@ -106,6 +106,17 @@ class SceneConfig:
     per frame between the centre and each end (1%/frame is a fast zoom). A candidate's
     ends are warped by the zoom that best predicts the centre from each end alone, so a
     zoom or dolly (one picture, rescaled) is not taken for a mix of two. 0 disables."""
+    dissolve_direct_align: bool = True
+    """When verifying a candidate, place each end by its own displacement to the centre,
+    measured directly (phase correlation end -> centre, k frames apart), rather than by the
+    sum of the k per-frame shifts alone (the better predictor of the centre wins). Per-frame
+    estimates of sub-pixel motion are biased towards zero, so over k frames of a slow, steady
+    pan the ends drift apart symmetrically, and the centre — then lying between them — looks
+    like their mix: a false dissolve in smooth, upscaled shots."""
+    dissolve_refine_shift: float = 1.0
+    """After the zoom search, each end's translation is corrected by the residual shift to
+    the centre at the best zoom (phase correlation), by at most this many half-thumbnail
+    pixels per axis (0 disables): translation and zoom are fitted together."""
     dissolve_verify_gate: float = 0.25
     """The verification (zoom search, coarse-scale test) runs only where the translation-only
     dissolve evidence reaches this (cost: candidates are rare). Elsewhere the coarse columns

@@ -125,6 +125,8 @@ class FeatureExtractor:
         self._col = {c: i for i, c in enumerate(self.columns)}
         self._ring: deque[_Frame] = deque(maxlen=config.lookback + 1)
         self._window = None
+        self._hwin = None
+        self._fwin = None
         self.index: list[int] = []
         self._rows: list[np.ndarray] = []
 
@@ -229,10 +231,17 @@ class FeatureExtractor:
         # A candidate. Before calling c a mix, let each end explain it as well as it can by
         # itself: with a zoom (scale about the frame centre) on top of the translation, so
         # a zoom or dolly (one picture, rescaled) is not taken for a mix of two ...
-        if cfg.dissolve_zoom_rate > 0:
-            k = ic - ia
-            zoomed = _zoom_aligned(fa, fc, fb, (-dac[0] / 2, -dac[1] / 2), (dcb[0] / 2, dcb[1] / 2),
-                                   k * cfg.dissolve_zoom_rate)
+        # Each end is placed by its own displacement to c, measured directly (phase
+        # correlation end -> c on the full thumbnails), not by the sum of the k per-frame
+        # shifts: those are biased towards zero for sub-pixel motion (a slow pan), and ends
+        # misaligned symmetrically by the missing drift make c look like their mean.
+        k = ic - ia
+        ta = self._end_shift(frames[ia].f, frames[ic].f, (-dac[0], -dac[1]))
+        tb = self._end_shift(frames[ib].f, frames[ic].f, (dcb[0], dcb[1]))
+        zmax = k * cfg.dissolve_zoom_rate if cfg.dissolve_zoom_rate > 0 else 0.0
+        if cfg.dissolve_direct_align or zmax > 0:
+            zoomed = _zoom_aligned(fa, fc, fb, (ta[0] / 2, ta[1] / 2), (tb[0] / 2, tb[1] / 2), zmax,
+                                   cfg.dissolve_refine_shift, self._half_window(fc))
             if zoomed is not None:
                 ca, cc, cb = zoomed
                 vals = _mix_fit(ca.ravel(), cc.ravel(), cb.ravel())
@@ -247,6 +256,29 @@ class FeatureExtractor:
         if coarse is None:
             return vals + (np.nan, np.nan, np.nan)
         return vals + (coarse[0], coarse[2], coarse[3])
+
+    def _half_window(self, fc: np.ndarray) -> np.ndarray:
+        if self._hwin is None or self._hwin.shape != fc.shape:
+            self._hwin = cv2.createHanningWindow((fc.shape[1], fc.shape[0]), cv2.CV_32F)
+        return self._hwin
+
+    def _end_shift(self, end: np.ndarray, c: np.ndarray, accumulated: tuple[float, float]) -> tuple[float, float]:
+        """Translation t (thumbnail pixels) with c(x) ~ end(x + t): of the direct phase
+        correlation estimate and the accumulated per-frame one, the one under which the end
+        predicts c better (correlation). Only the accumulated one when direct alignment is off."""
+        if not self.config.dissolve_direct_align:
+            return accumulated
+        (dx, dy), resp = cv2.phaseCorrelate(end.copy(), c.copy(), self._window_full(c))
+        h, w = c.shape
+        if not (resp >= _MIN_RESPONSE and abs(dx) < w / 3 and abs(dy) < h / 3):
+            return accumulated
+        direct = (-float(dx), -float(dy))
+        return max((direct, accumulated), key=lambda t: _shift_corr(end, c, t))
+
+    def _window_full(self, c: np.ndarray) -> np.ndarray:
+        if self._fwin is None or self._fwin.shape != c.shape:
+            self._fwin = cv2.createHanningWindow((c.shape[1], c.shape[0]), cv2.CV_32F)
+        return self._fwin
 
     def rows(self, start: int | None = None) -> tuple[np.ndarray, np.ndarray]:
         """(frame indices, N x C feature matrix) for the frames processed, from `start` on."""
@@ -278,20 +310,40 @@ def _mix_fit(ca: np.ndarray, cc: np.ndarray, cb: np.ndarray):
 _ZOOM_STEP = 0.02  # log-scale step of the coarse zoom search (then refined twice by halves)
 
 
-def _zoom_aligned(fa, fc, fb, ta, tb, zmax: float):
-    """Ends a, b warped into c's coordinates, each with the zoom (|log scale| <= zmax) that
-    best predicts c from it alone; (a, c, b) cropped to the region valid for every zoom
-    tried, as pixel vectors. None if that region is too small."""
+def _shift_corr(src: np.ndarray, dst: np.ndarray, t: tuple[float, float]) -> float:
+    """Correlation of dst with src translated by t (dst(x) ~ src(x + t)), on the region
+    both cover."""
+    h, w = dst.shape
+    m = np.float32([[1, 0, t[0]], [0, 1, t[1]]])
+    moved = cv2.warpAffine(src, m, (w, h), flags=cv2.INTER_LINEAR | cv2.WARP_INVERSE_MAP,
+                           borderMode=cv2.BORDER_REFLECT)
+    mx, my = int(np.ceil(abs(t[0]))), int(np.ceil(abs(t[1])))
+    if w - 2 * mx < 8 or h - 2 * my < 8:
+        return -1.0
+    a = moved[my:h - my, mx:w - mx].ravel()
+    b = dst[my:h - my, mx:w - mx].ravel()
+    a = a - a.mean()
+    b = b - b.mean()
+    return float(a @ b) / max(float(np.sqrt((a @ a) * (b @ b))), 1e-12)
+
+
+def _zoom_aligned(fa, fc, fb, ta, tb, zmax: float, refine: float = 0.0, window=None):
+    """Ends a, b warped into c's coordinates, each with the zoom (|log scale| <= zmax) and
+    translation that best predict c from it alone: a zoom search about the given translation,
+    then the residual translation at the best zoom (phase correlation, at most `refine`
+    pixels per axis), then the zoom refined by halving steps. (a, c, b) cropped to the region
+    valid for every warp tried, as pixel vectors. None if that region is too small."""
     h, w = fc.shape
     cx, cy = (w - 1) / 2.0, (h - 1) / 2.0
-    smax = float(np.exp(zmax + _ZOOM_STEP))
+    smax = float(np.exp(zmax + _ZOOM_STEP)) if zmax > 0 else 1.0
     xs0, xs1, ys0, ys1 = [], [], [], []
     for tx, ty in (ta, tb):
-        # src = C + (x - C) * s + t must stay inside the picture for every s <= smax.
-        xs0.append(cx - (cx + tx) / smax)
-        xs1.append(cx + (w - 1 - cx - tx) / smax)
-        ys0.append(cy - (cy + ty) / smax)
-        ys1.append(cy + (h - 1 - cy - ty) / smax)
+        # src = C + (x - C) * s + t must stay inside the picture for every s <= smax and
+        # every translation within `refine` of t.
+        xs0.append(cx - (cx + tx - refine) / smax)
+        xs1.append(cx + (w - 1 - cx - tx - refine) / smax)
+        ys0.append(cy - (cy + ty - refine) / smax)
+        ys1.append(cy + (h - 1 - cy - ty - refine) / smax)
     x0, x1 = max(0, int(np.ceil(max(xs0)))), min(w, int(np.floor(min(xs1))) + 1)
     y0, y1 = max(0, int(np.ceil(max(ys0)))), min(h, int(np.floor(min(ys1))) + 1)
     if x1 - x0 < w // 3 or y1 - y0 < h // 3:
@@ -300,12 +352,14 @@ def _zoom_aligned(fa, fc, fb, ta, tb, zmax: float):
     ccz = cc - cc.mean()
     ccz = ccz / max(float(np.sqrt(ccz @ ccz)), 1e-9)
 
-    def warp(src, t, z):
+    def warp_full(src, t, z):
         s = float(np.exp(z))
         m = np.float32([[s, 0, cx * (1 - s) + t[0]], [0, s, cy * (1 - s) + t[1]]])
-        out = cv2.warpAffine(src, m, (w, h), flags=cv2.INTER_LINEAR | cv2.WARP_INVERSE_MAP,
-                             borderMode=cv2.BORDER_REFLECT)
-        return out[y0:y1, x0:x1].ravel()
+        return cv2.warpAffine(src, m, (w, h), flags=cv2.INTER_LINEAR | cv2.WARP_INVERSE_MAP,
+                              borderMode=cv2.BORDER_REFLECT)
+
+    def warp(src, t, z):
+        return warp_full(src, t, z)[y0:y1, x0:x1].ravel()
 
     def corr(v):
         v = v - v.mean()
@@ -313,20 +367,37 @@ def _zoom_aligned(fa, fc, fb, ta, tb, zmax: float):
 
     ends = []
     for src, t in ((fa, ta), (fb, tb)):
-        n = int(np.ceil(zmax / _ZOOM_STEP))
+        t = (float(t[0]), float(t[1]))
         cache = {}
 
         def score(z):
-            key = round(z, 6)
+            key = (round(z, 6), round(t[0], 6), round(t[1], 6))
             if key not in cache:
                 cache[key] = corr(warp(src, t, z))
             return cache[key]
 
-        best = max((i * _ZOOM_STEP for i in range(-n, n + 1)), key=lambda z: (score(z), -abs(z)))
-        step = _ZOOM_STEP
-        for _ in range(2):
-            step /= 2
-            best = max((best - step, best, best + step), key=lambda z: (score(z), -abs(z)))
+        def pick(zs):
+            return max(zs, key=lambda z: (score(z), -abs(z)))
+
+        n = int(np.ceil(zmax / _ZOOM_STEP)) if zmax > 0 else 0
+        best = pick([i * _ZOOM_STEP for i in range(-n, n + 1)])
+        if refine > 0 and window is not None:
+            # Residual translation at that zoom: c(x) = W(x - r) = src(C + (x - r - C)s + t).
+            (rx, ry), resp = cv2.phaseCorrelate(warp_full(src, t, best), fc.copy(), window)
+            if resp >= _MIN_RESPONSE:
+                s_ = float(np.exp(best))
+                cand = (t[0] - s_ * float(np.clip(rx, -refine, refine)),
+                        t[1] - s_ * float(np.clip(ry, -refine, refine)))
+                t0 = t
+                old = score(best)
+                t = cand
+                if score(best) < old:
+                    t = t0
+        if n > 0:
+            step = _ZOOM_STEP
+            for _ in range(2):
+                step /= 2
+                best = pick((best - step, best, best + step))
         ends.append(warp(src, t, best))
     shape = (y1 - y0, x1 - x0)
     return ends[0].reshape(shape), cc.reshape(shape), ends[1].reshape(shape)
