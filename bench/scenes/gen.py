@@ -177,7 +177,67 @@ def generate(out_dir: str, n_films: int = 8, width: int = 320, height: int = 180
         os.replace(path + ".tmp.mkv", path)
         with open(truth_path, "w") as fh:
             json.dump(truth, fh, indent=1)
+    # Smooth, heavily upscaled shots under steady pans and slow zooms, hard cuts only.
+    path = os.path.join(out_dir, "film_smooth00.mkv")
+    paths.append(path)
+    if not (os.path.exists(path) and os.path.exists(path + ".truth.json")):
+        clip = make_smooth_film(0)
+        _write(path, clip, {"grain": 0.015})
     return paths
+
+
+def _write(path: str, clip: Clip, damage: dict) -> None:
+    truth = {
+        "film": os.path.basename(path), "frames": len(clip), "width": clip.width, "height": clip.height,
+        "damage": damage,
+        "boundaries": [{"kind": t.kind, "frame": t.frame, "span": list(t.span), "note": t.note}
+                       for t in clip.truth],
+        "events": clip.events,
+        "flat_spans": [list(s) for s in clip.flat_spans],
+    }
+    write_gray(path + ".tmp.mkv", clip.frames, rate=24, codec="ffv1", timecode="01:00:00:00")
+    os.replace(path + ".tmp.mkv", path)
+    with open(path + ".truth.json", "w") as fh:
+        json.dump(truth, fh, indent=1)
+
+
+SMOOTH_PHOTOS = ("chelsea", "coffee", "astronaut", "rocket", "moon", "camera")
+
+
+def make_smooth_film(seed: int = 0, width: int = 640, height: int = 360, n_shots: int = 8) -> Clip:
+    """Smooth photographs heavily upscaled (most of a 300-500 px photo filling a 640 px
+    frame, 1.6-2.7x, as when a small still is panned across), under long, steady pans (up
+    to 3 px per frame, as far as the photograph allows without bouncing) and slow zooms,
+    joined by hard cuts only. A steadily panned smooth picture is
+    close to the mean of the frames k before and k after it, which an under-aligned "mix of
+    the two ends" test takes for a dissolve: this film must score no dissolve at all."""
+    rng = np.random.default_rng(5000 + seed)
+    clip = Clip(width, height, seed=seed)
+    prev = None
+    for i in range(n_shots):
+        photo = SMOOTH_PHOTOS[(i + seed) % len(SMOOTH_PHOTOS)]
+        if photo == prev:
+            photo = SMOOTH_PHOTOS[(i + seed + 1) % len(SMOOTH_PHOTOS)]
+        prev = photo
+        frames = int(rng.integers(90, 150))
+        scale = float(rng.uniform(0.75, 1.25))
+        img = load_photo(photo)
+        ih, iw = img.shape
+        base = min(iw / width, ih / height) * 0.7 / scale  # photograph px per output px
+        # A steady pan that stays inside the photograph for the whole shot (no bounce).
+        room_x = max(0.0, iw - base * width * 1.1)
+        room_y = max(0.0, ih - base * height * 1.1)
+        speed = float(rng.uniform(1.0, 3.0))
+        sx = float(rng.choice([-1, 1]))
+        vx = sx * min(speed, 0.85 * room_x / base / frames)
+        vy = float(rng.uniform(-0.25, 0.25)) * abs(vx)
+        vy = float(np.clip(vy, -0.85 * room_y / base / frames, 0.85 * room_y / base / frames))
+        cx = (iw / 2 - sx * 0.4 * room_x) / iw
+        cy = 0.5 - (np.sign(vy) * 0.4 * room_y) / ih
+        zoom = float([0.0, -0.003, 0.003, -0.004][i % 4])
+        clip.cut(Shot(photo, frames, pan=(vx, vy), zoom=zoom, scale=scale, center=(cx, cy)), "smooth_pan")
+    clip.damage(grain=0.015)
+    return clip
 
 
 def speed_film(out_dir: str, width: int, height: int, frames: int = 144) -> str:
