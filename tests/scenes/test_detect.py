@@ -136,3 +136,16 @@ def test_burst_of_motion_is_not_a_cut():
     # An occluder sweeping through fast: several frames change, none is a cut.
     c = clip().cut(shot("coffee", 50, occluder=(15, 5)))
     assert boundaries(c) == []
+
+
+def test_steady_pan_over_smooth_photo_is_not_a_dissolve():
+    # A smooth photograph under a slow, steady pan (~0.4 thumbnail px per frame): each frame
+    # lies between the frames k before and k after it, so ends aligned by the (biased) sum
+    # of per-frame shifts make it look like their mix; each end must be aligned directly.
+    c = clip().cut(shot("chelsea", 70, pan=(0.6, 0.15)))
+    assert boundaries(c) == []
+
+
+def test_smooth_pan_then_cut_is_one_cut():
+    c = clip().cut(shot("chelsea", 50, pan=(0.6, 0.15))).cut(shot("coffee", 40, pan=(-0.6, 0.1)))
+    assert boundaries(c) == [(50, "cut")]
