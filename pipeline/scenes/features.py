@@ -23,8 +23,10 @@ dab{k}, dmix{k}, dac{k}, dcb{k}
                 frames aligned by the accumulated motion: 1 - correlation of (a, b), of
                 (c, mix of a and b), of (c, a), of (c, b). NaN when any is flat or the
                 motion is too large to align. Where the translation-only evidence reaches
-                dissolve_verify_gate, the ends are re-aligned with the zoom that best predicts
-                c from each end alone before these are computed.
+                dissolve_verify_gate, each end is re-aligned to c by its own displacement,
+                measured directly (phase correlation end -> c; the sum of k per-frame shifts
+                under-estimates slow pans) and fitted jointly with the zoom that best
+                predicts c from that end alone, before these are computed.
 cab{k}, cac{k}, ccb{k}
                 the same (ends, c-a, c-b) after a Gaussian blur of dissolve_coarse_sigma: the
                 coarse-scale check of a candidate; NaN where not verified.
