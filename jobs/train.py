@@ -39,6 +39,10 @@ TRAIN_MEM = MemoryConfig(gamma=2, max_working=3, min_working=1, compress_to=64,
                          max_longterm=256, topk=16)
 
 
+JUMPS = (0.0, 0.0, 0.15, 0.4)  # per-clip probability of camera-time jumps, drawn uniformly
+MAX_PAN = 0.05
+
+
 def sample_batch(images, rng: np.random.Generator, batch: int, frames: int):
     """-> clean luma B x T x h x w, grainy luma B x T x h x w, chroma B x T x 2 x h x w."""
     ys, ls, cs = [], [], []
@@ -46,10 +50,10 @@ def sample_batch(images, rng: np.random.Generator, batch: int, frames: int):
         im = images[rng.integers(len(images))][1]
         spec = ClipSpec(
             frames=frames, height=H, width=W,
-            pan=rng.uniform(0.0, 0.05), zoom=rng.uniform(0, 0.01), rotate=rng.uniform(0, 0.01),
+            pan=rng.uniform(0.0, MAX_PAN), zoom=rng.uniform(0, 0.01), rotate=rng.uniform(0, 0.01),
             shake=rng.uniform(0, 0.01), occluders=int(rng.integers(0, 3)),
             occluder_speed=rng.uniform(0.01, 0.06), lighting=rng.uniform(0, 0.25),
-            grain=rng.uniform(0, 0.04), time_jumps=float(rng.choice([0.0, 0.0, 0.15, 0.4])),
+            grain=rng.uniform(0, 0.04), time_jumps=float(rng.choice(JUMPS)),
         )
         others = [images[j][1] for j in rng.integers(0, len(images), 3)]
         rgb, luma = make_clip(im, spec, rng, others)
@@ -58,9 +62,13 @@ def sample_batch(images, rng: np.random.Generator, batch: int, frames: int):
     return np.stack(ys), np.stack(ls), np.stack(cs)
 
 
-def run_clips(net: MemNet, y, l, c, rng: np.random.Generator | None, device, corrupt=0.15):
+CORRUPT = 0.15
+
+
+def run_clips(net: MemNet, y, l, c, rng: np.random.Generator | None, device, corrupt=None):
     """Predict frames 1.. of each clip. -> (loss, predictions B x T-1 x 2 x h x w)."""
     B, T = l.shape[:2]
+    corrupt = CORRUPT if corrupt is None else corrupt
     mem = MemoryManager(TRAIN_MEM)
     ex_l, ex_c = y[:, 0], c[:, 0]
     net.memorize(mem, torch.from_numpy(ex_l[:, None]).to(device), torch.from_numpy(ex_c).to(device),
@@ -102,6 +110,7 @@ def validate(net, val, device):
 
 
 def main(argv=None) -> int:
+    global JUMPS, MAX_PAN, CORRUPT
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--steps", type=int, default=1500)
     ap.add_argument("--batch", type=int, default=8)
@@ -109,6 +118,8 @@ def main(argv=None) -> int:
     ap.add_argument("--lr", type=float, default=2e-3)
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--ch", type=int, default=24)
+    ap.add_argument("--global-logit", type=float, default=-4.0,
+                    help="base log-weight of the memory readout the decoder learns on top of")
     ap.add_argument("--mem-scale", type=int, default=2, help="key resolution = decoder res / this")
     ap.add_argument("--out", default="runs/memnet")
     ap.add_argument("--export", default=None, help="write the trained weights (safetensors) here")
@@ -117,9 +128,18 @@ def main(argv=None) -> int:
                     help="torch threads (1 is fastest on a busy 2-core machine)")
     ap.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     ap.add_argument("--every", type=int, default=25, help="progress/checkpoint interval")
+    ap.add_argument("--init", default=None, help="start from these weights (fine-tuning: "
+                    "new optimizer and schedule)")
+    ap.add_argument("--jumps", default=",".join(map(str, JUMPS)),
+                    help="per-clip camera-time jump probabilities to draw from")
+    ap.add_argument("--max-pan", type=float, default=MAX_PAN)
+    ap.add_argument("--corrupt", type=float, default=CORRUPT,
+                    help="probability of a degraded previous frame (drift recovery)")
     ap.add_argument("--export-only", action="store_true", help="export the checkpoint, no training")
     args = ap.parse_args(argv)
 
+    JUMPS = tuple(float(x) for x in args.jumps.split(","))
+    MAX_PAN, CORRUPT = args.max_pan, args.corrupt
     if args.threads:
         torch.set_num_threads(args.threads)
     torch.manual_seed(args.seed)
@@ -134,7 +154,13 @@ def main(argv=None) -> int:
     vrng = np.random.default_rng([args.seed, 10**9])
     val = sample_batch(val_images, vrng, 12, args.frames)
 
-    net = MemNet(learned=True, ch=args.ch, mem_scale=args.mem_scale).to(device)
+    net = MemNet(learned=True, ch=args.ch, mem_scale=args.mem_scale,
+                 global_logit=args.global_logit).to(device)
+    if args.init and not ckpt.exists():
+        from safetensors.torch import load_file
+
+        net.load_state_dict(load_file(args.init))
+        print(f"initialised from {args.init}", flush=True)
     opt = torch.optim.Adam(net.parameters(), lr=args.lr)
     sched = torch.optim.lr_scheduler.LambdaLR(
         opt, lambda s: min(1.0, (s + 1) / 50) * 0.5 * (1 + math.cos(math.pi * min(s, args.steps) / args.steps))
@@ -204,8 +230,9 @@ def export(net: MemNet, args, history, steps: int) -> None:
     sd = {k: v.detach().cpu().contiguous() for k, v in net.state_dict().items()}
     last = history[-1] if history else {}
     meta = {
-        "ch": str(args.ch), "mem_scale": str(args.mem_scale), "crop": f"{H}x{W}", "steps": str(steps), "seed": str(args.seed), "batch": str(args.batch),
-        "frames": str(args.frames), "val_psnr": f"{last.get('val_psnr', float('nan')):.3f}",
+        "ch": str(args.ch), "mem_scale": str(args.mem_scale), "global_logit": str(args.global_logit), "crop": f"{H}x{W}", "steps": str(steps), "seed": str(args.seed), "batch": str(args.batch),
+        "frames": str(args.frames), "init": str(args.init or ""), "jumps": args.jumps,
+        "max_pan": str(args.max_pan), "corrupt": str(args.corrupt), "val_psnr": f"{last.get('val_psnr', float('nan')):.3f}",
         "data": "synthetic clips from gnome/mate-backgrounds + scikit-image (train split)",
     }
     Path(args.export).parent.mkdir(parents=True, exist_ok=True)

@@ -49,12 +49,13 @@ DEFAULT_WEIGHTS = WEIGHTS_DIR / "memnet.safetensors"
 class MemNet(nn.Module):
     """The learned parts plus the per-frame engine (batched: training and inference)."""
 
-    def __init__(self, learned: bool = True, ch: int = 24, mem_scale: int = 2):
+    def __init__(self, learned: bool = True, ch: int = 24, mem_scale: int = 2,
+                 global_logit: float = -4.0):
         super().__init__()
         self.learned = learned
         self.mem_scale = mem_scale
         self.key = KeyEncoder(learned=learned)
-        self.decoder = Decoder(ch) if learned else None
+        self.decoder = Decoder(ch, global_logit) if learned else None
         self.log_inv_temp = nn.Parameter(torch.tensor(math.log(300.0)))
 
     def key_input(self, x: torch.Tensor) -> torch.Tensor:
@@ -140,7 +141,8 @@ def load_net(weights: str | os.PathLike | None) -> tuple[MemNet, str]:
         return MemNet(learned=False).eval(), ""
     with safe_open(str(path), framework="pt") as f:
         meta = f.metadata() or {}
-    net = MemNet(learned=True, ch=int(meta.get("ch", 24)), mem_scale=int(meta.get("mem_scale", 1)))
+    net = MemNet(learned=True, ch=int(meta.get("ch", 24)), mem_scale=int(meta.get("mem_scale", 1)),
+                 global_logit=float(meta.get("global_logit", -4.0)))
     net.load_state_dict(load_file(str(path)), strict=True)
     return net.eval(), file_sha256(path)
 
@@ -163,6 +165,7 @@ class MemNetPropagator(Propagator):
         max_longterm: int = 1024,
         topk: int = 16,
         max_side: int = 320,
+        fusion: str = "learned",
     ):
         if threads is not None:
             torch.set_num_threads(int(threads))
@@ -170,6 +173,10 @@ class MemNetPropagator(Propagator):
         torch.use_deterministic_algorithms(True, warn_only=True)
         self.device = torch.device(device)
         self.net, self._sha = load_net(weights)
+        if fusion not in ("learned", "fixed"):
+            raise ValueError(f"fusion must be 'learned' or 'fixed', not {fusion!r}")
+        if fusion == "fixed":  # learned keys, fixed candidate weighting
+            self.net.decoder = None
         self.quantized = False
         if quantize and self.net.learned:
             from pipeline.model.memnet_quant import quantize_net
