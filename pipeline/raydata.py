@@ -81,13 +81,16 @@ def run_stage(rows: list[dict], stage_factory, workers: int, progress=None) -> l
     ctx.enable_progress_bars = False  # our own progress line is the one a person reads
     ctx.max_errored_blocks = 0
     sink = ray.remote(num_cpus=0)(_ProgressSink).remote() if progress is not None else None
+    size = max(1, min(workers, len(rows)))
     ds = ray.data.from_items(rows, override_num_blocks=len(rows))
     ds = ds.map_batches(
         _StageActor,
         fn_constructor_args=(stage_factory, sink),
         batch_size=1,
         batch_format="pyarrow",
-        compute=ray.data.ActorPoolStrategy(min_size=1, max_size=max(1, min(workers, len(rows)))),
+        # Elastic (min 1) so feeding tasks can always be scheduled, but started at full size:
+        # left to scale up on its own, the pool stayed at one actor for short films.
+        compute=ray.data.ActorPoolStrategy(min_size=1, max_size=size, initial_size=size),
         num_cpus=1,
     )
     results: list[dict] = []
