@@ -235,6 +235,8 @@ def main(argv=None) -> int:
     ap.add_argument("--memory-frames", type=int, default=5000)
     ap.add_argument("--out", default=str(ROOT / "bench" / "out" / "model"))
     ap.add_argument("--weights", default=None, help="memnet weights (default: the committed ones)")
+    ap.add_argument("--append", action="store_true",
+                    help="keep the other methods' results already in OUT/results.json")
     ap.add_argument("--memnet-kwargs", default=None, help="JSON of extra memnet arguments")
     ap.add_argument("--child", default=None, help=argparse.SUPPRESS)
     args = ap.parse_args(argv)
@@ -272,6 +274,12 @@ def main(argv=None) -> int:
             results.append(r)
             print(f"  {m}: PSNR {r['psnr']:.2f}  SSIM {r['ssim']:.4f}  CDC {r['cdc']:.5f}  "
                   f"colorfulness {r['colorfulness_ratio']:.3f}  {r['fps']:.1f} fps", file=sys.stderr, flush=True)
+    if args.append and (out / "results.json").exists():
+        old = json.loads((out / "results.json").read_text())
+        done = {r["method"] for r in results}
+        results = [r for r in old["methods"] if r["method"] not in done] + results
+        results.sort(key=lambda r: METHODS.index(r["method"]) if r["method"] in METHODS else 99)
+        mem = mem or old.get("memory")
     text = table(results) if results else ""
     if mem:
         text += (f"\n\nmemory (memnet, one scene of {mem['frames']} frames at working res): peak RSS "
