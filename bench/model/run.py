@@ -16,8 +16,9 @@ its input (grainy) luma with the true chroma, so the metrics judge only the chro
 Every method runs through what the job does per frame: full-res luma -> working resolution
 (pipeline.model.upsample.work_size / downsize, 320x180) -> model.step -> chroma back to
 640x360 by pipeline.model.upsample.guided_upsample. Methods: exemplar chroma copied
-unchanged ('copy'), 'flow', 'memnet' (committed weights) float and int8, and the
-untrained floor ('memnet-floor': fixed keys, fixed fusion). Each method runs in its own
+unchanged ('copy'), 'flow', the untrained memnet floor ('memnet-floor': fixed keys,
+fixed fusion; the default of create("memnet")), memnet with the committed trained weights
+float and int8 ('memnet-trained', 'memnet-trained-int8'). Each method runs in its own
 process (one thread, as a job actor) so that fps and peak memory are its own.
 Metrics: pipeline.metrics.evaluate (PSNR, SSIM, CDC, colorfulness ratio), per scene.
 """
@@ -40,7 +41,7 @@ ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(ROOT))
 
 W, H = 640, 360
-METHODS = ("copy", "flow", "memnet", "memnet-int8", "memnet-floor")
+METHODS = ("copy", "flow", "memnet-floor", "memnet-trained", "memnet-trained-int8", "memnet")
 
 
 def scene_specs(quick: bool):
@@ -89,10 +90,12 @@ def make_model(method: str):
         return CopyPropagator()
     if method == "flow":
         return create("flow", threads=1)
-    if method == "memnet":
-        return create("memnet", threads=1, weights=w, **kw)
-    if method == "memnet-int8":
-        return create("memnet", threads=1, quantize=True, weights=w, **kw)
+    if method == "memnet":  # whatever create("memnet") gives (memnet.DEFAULT)
+        return create("memnet", threads=1, **kw)
+    if method == "memnet-trained":
+        return create("memnet", threads=1, weights=w or "trained", **kw)
+    if method == "memnet-trained-int8":
+        return create("memnet", threads=1, quantize=True, weights=w or "trained", **kw)
     if method == "memnet-floor":
         return create("memnet", threads=1, weights="none", **kw)
     raise ValueError(method)
@@ -185,7 +188,8 @@ def memory_check(frames: int = 5000, at: int = 500, seed: int = 0) -> dict:
     clip = Clip(img, ClipSpec(frames=frames, height=hh, width=ww, pan=0.002, zoom=0.0005, rotate=0.0003,
                               shake=0.001, occluders=1, occluder_speed=0.002, lighting=0.2, grain=0.0),
                 np.random.default_rng(seed))
-    model = create("memnet", threads=1, weights=os.environ.get("MEMNET_BENCH_WEIGHTS") or None)
+    model = create("memnet", threads=1, weights=os.environ.get("MEMNET_BENCH_WEIGHTS") or None,
+                   **json.loads(os.environ.get("MEMNET_BENCH_KWARGS") or "{}"))
     y0, c0 = rgb_to_ycbcr(clip.frame(0))
     model.new_scene([Exemplar(0, y0, c0)])
     rss_at, peak_after, elems = None, 0.0, []
@@ -208,6 +212,7 @@ def memory_check(frames: int = 5000, at: int = 500, seed: int = 0) -> dict:
         "memory_elements_at_end": model.mem.size, "memory_elements_max": max(elems),
         "memory_elements_bound": model.mem.bound, "compressions": model.mem.compressions,
         "fps_working_res": frames / (time.perf_counter() - t0),
+        "model": "trained" if model.net.learned else "floor",
     }
 
 
@@ -230,7 +235,7 @@ def table(results: list[dict]) -> str:
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--quick", action="store_true")
-    ap.add_argument("--methods", default=",".join(METHODS))
+    ap.add_argument("--methods", default=",".join(METHODS[:-1]))
     ap.add_argument("--skip-memory", action="store_true")
     ap.add_argument("--memory-frames", type=int, default=5000)
     ap.add_argument("--out", default=str(ROOT / "bench" / "out" / "model"))
@@ -282,7 +287,7 @@ def main(argv=None) -> int:
         mem = mem or old.get("memory")
     text = table(results) if results else ""
     if mem:
-        text += (f"\n\nmemory (memnet, one scene of {mem['frames']} frames at working res): peak RSS "
+        text += (f"\n\nmemory (memnet {mem.get('model', '')}, one scene of {mem['frames']} frames at working res): peak RSS "
                  f"{mem['peak_rss_mb_at']:.0f} MB after {mem['at']} frames, {mem['peak_rss_mb_end']:.0f} MB "
                  f"after {mem['frames']} (ratio {mem['peak_ratio']:.3f}); current RSS {mem['rss_mb_at']:.0f} MB "
                  f"at {mem['at']}, max {mem['rss_mb_max_after']:.0f} MB after; memory elements max "

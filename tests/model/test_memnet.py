@@ -7,6 +7,7 @@ import pytest
 import torch
 
 from pipeline.model import Exemplar, create
+from pipeline.model import memnet
 from pipeline.model.memnet import DEFAULT_WEIGHTS, MemNetPropagator, load_net
 from pipeline.model.memnet_data import ClipSpec, load_images, make_clip, rgb_to_ycbcr
 from pipeline.model.memory import MemoryConfig, MemoryManager
@@ -80,31 +81,36 @@ def _run(model, luma, c):
     return np.stack([model.step(l) for l in luma[1:]])
 
 
-def test_deterministic():
+@pytest.mark.parametrize("weights", [None, "trained"])
+def test_deterministic(weights):
     luma, c = _clip()
-    a = _run(MemNetPropagator(), luma, c)
-    b = _run(MemNetPropagator(), luma, c)
+    a = _run(MemNetPropagator(weights=weights), luma, c)
+    b = _run(MemNetPropagator(weights=weights), luma, c)
     assert a.shape == c[1:].shape and a.dtype == np.float32
     assert np.array_equal(a, b)
-    m = MemNetPropagator()
+    m = MemNetPropagator(weights=weights)
     assert np.array_equal(_run(m, luma, c), _run(m, luma, c))  # new_scene resets everything
 
 
 def test_weights_load_and_checksum():
     assert DEFAULT_WEIGHTS.exists(), "committed weights missing"
-    net, sha = load_net(None)
+    net, sha = load_net("trained")
     assert net.learned
     assert sha == hashlib.sha256(DEFAULT_WEIGHTS.read_bytes()).hexdigest()
     recorded = DEFAULT_WEIGHTS.with_suffix(".sha256").read_text().split()[0]
     assert sha == recorded
-    m = create("memnet", threads=1)
+    m = create("memnet", threads=1, weights="trained")
     assert m.weights_sha256() == sha and m.name == "memnet"
+    assert create("memnet", weights=str(DEFAULT_WEIGHTS)).weights_sha256() == sha
+    # the default is what the benchmark chose (memnet.DEFAULT)
+    assert create("memnet").weights_sha256() == ("" if memnet.DEFAULT == "none" else sha)
     assert create("memnet", weights="none").weights_sha256() == ""
 
 
-def test_beats_copy_baseline():
+@pytest.mark.parametrize("weights", [None, "trained"])
+def test_beats_copy_baseline(weights):
     luma, c = _clip(frames=16, seed=1)
-    out = _run(create("memnet"), luma, c)
+    out = _run(create("memnet", weights=weights), luma, c)
     mse = float(np.mean((out - c[1:]) ** 2))
     copy = float(np.mean((c[:1] - c[1:]) ** 2))
     assert mse < 0.7 * copy
