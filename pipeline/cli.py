@@ -126,17 +126,59 @@ def eval_(
     output: str = typer.Argument(..., help="colorized film"),
     reference: str = typer.Argument(..., help="colour reference film"),
     json_out: Optional[str] = typer.Option(None, "--json", help="also write the figures as JSON"),
+    scenes_from: Optional[str] = typer.Option(None, "--scenes", help="scene list (.csv/.parquet/.json) or a "
+                                              "run directory; default: scan OUTPUT (its luma is the film's)"),
 ) -> None:
-    """PSNR, SSIM, CDC and colorfulness of OUTPUT against REFERENCE."""
+    """PSNR, SSIM, CDC and colorfulness of OUTPUT against REFERENCE, per scene and overall."""
+    from pipeline import storage
+    from pipeline.io import probe
     from pipeline.metrics import evaluate_files
+    from pipeline.scenes import scan_scenes
 
     _setup_logging(False)
-    figures = evaluate_files(output, reference)
-    text = json.dumps(figures, indent=2, default=float)
+    with storage.local_copy(output) as out_path, storage.local_copy(reference) as ref_path:
+        if scenes_from:
+            ranges = _read_scene_ranges(scenes_from)
+        else:
+            ranges = [(s.start_frame, s.end_frame) for s in scan_scenes(out_path, probe(out_path))]
+        figures = evaluate_files(out_path, ref_path, ranges)
+    # Strict JSON: identical pictures have infinite PSNR, written as the string "inf".
+    text = json.dumps(_finite(figures), indent=2)
     typer.echo(text)
     if json_out:
         with open(json_out, "w") as f:
             f.write(text + "\n")
+
+
+def _finite(x):
+    if isinstance(x, float) and (x != x or x in (float("inf"), float("-inf"))):
+        return str(x)
+    if isinstance(x, dict):
+        return {k: _finite(v) for k, v in x.items()}
+    if isinstance(x, (list, tuple)):
+        return [_finite(v) for v in x]
+    return x
+
+
+def _read_scene_ranges(src: str) -> list[tuple[int, int]]:
+    import csv
+
+    import pyarrow.parquet as pq
+
+    if os.path.isdir(src):
+        src = os.path.join(src, "scenes.parquet")
+    if not os.path.exists(src):
+        raise InputError(f"{src}: no such scene list")
+    if src.endswith(".parquet"):
+        rows = pq.read_table(src).to_pylist()
+    elif src.endswith(".json"):
+        data = json.load(open(src))
+        rows = data["scenes"] if isinstance(data, dict) else data
+    elif src.endswith(".csv"):
+        rows = list(csv.DictReader(open(src)))
+    else:
+        raise InputError(f"{src}: scene list must be .csv, .parquet, .json or a run directory")
+    return [(int(r["start_frame"]), int(r["end_frame"])) for r in rows]
 
 
 @app.command()

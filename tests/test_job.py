@@ -182,3 +182,32 @@ def test_other_input_formats_keep_luma_bit_exact(ray_cluster, tmp_path, pix_fmt)
     assert b.chroma == ("420" if a.chroma == "gray" else a.chroma)
     for (_, ya), (_, yb) in zip(iter_luma(a, 0, a.frame_count), iter_luma(b, 0, b.frame_count)):
         assert np.array_equal(ya, yb)
+
+
+def test_eval_scores_the_colorized_film_above_the_black_and_white_one(colored, tmp_path):
+    import json
+    import subprocess
+    import sys
+
+    film, out, _ = colored
+    ref = str(tmp_path / "reference.mkv")
+    with av.open(ref, "w") as c:  # the colour ground truth as a lossless RGB film
+        s = c.add_stream("ffv1", rate=24)
+        s.width, s.height, s.pix_fmt = film.width, film.height, "bgr0"
+        for rgb in film.colour:
+            for p in s.encode(av.VideoFrame.from_ndarray(rgb, format="rgb24")):
+                c.mux(p)
+        for p in s.encode(None):
+            c.mux(p)
+
+    def figures(path):
+        res = subprocess.run([sys.executable, "-m", "pipeline.cli", "eval", path, ref, "--json",
+                              str(tmp_path / "e.json")], capture_output=True, text=True, timeout=300)
+        assert res.returncode == 0, res.stderr
+        return json.loads((tmp_path / "e.json").read_text())
+
+    colour, grey = figures(out), figures(film.path)
+    assert colour["frames"] == grey["frames"] == 48
+    assert [s["start_frame"] for s in colour["scenes"]] == [0, 18, 32]  # per scene
+    assert colour["psnr"] > grey["psnr"] + 3
+    assert colour["colorfulness_ratio"] > 2 * grey["colorfulness_ratio"]
