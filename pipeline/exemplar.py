@@ -21,7 +21,7 @@ from pipeline import storage
 from pipeline.errors import InputError
 from pipeline.io import FilmInfo
 from pipeline.model.base import Exemplar
-from pipeline.synth import rgb_to_ycbcr
+from pipeline.colour import rgb_to_ycbcr
 
 _TC = re.compile(r"^(\d{1,2})[:;](\d{2})[:;](\d{2})[:;](\d{2})$")
 
@@ -107,8 +107,7 @@ def fit(rgb: np.ndarray, size: tuple[int, int]) -> np.ndarray:
 
 def make_exemplar(rgb: np.ndarray, sha: str, frame: int, size: tuple[int, int], matrix: str) -> Exemplar:
     """An Exemplar at working resolution `size` in the output's Y'CbCr matrix."""
-    fitted = fit(rgb, size)
-    ycc = rgb_to_ycbcr((fitted * 255.0 + 0.5).astype(np.uint8), matrix)
+    ycc = rgb_to_ycbcr(fit(rgb, size), matrix)  # float all the way: 16-bit exemplars keep their precision
     return Exemplar(frame=frame, luma=ycc[0], chroma=ycc[1:].copy(), sha256=sha)
 
 
@@ -161,5 +160,4 @@ def scene_similarities(info: FilmInfo, scenes, exemplar_lumas: list[np.ndarray],
 
 
 def exemplar_luma(rgb: np.ndarray, size: tuple[int, int] = MATCH_SIZE, matrix: str = "bt709") -> np.ndarray:
-    fitted = fit(rgb, size)
-    return rgb_to_ycbcr((fitted * 255.0 + 0.5).astype(np.uint8), matrix)[0]
+    return rgb_to_ycbcr(fit(rgb, size), matrix)[0]

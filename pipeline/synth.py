@@ -15,7 +15,9 @@ import av
 import cv2
 import numpy as np
 
+from pipeline import colour
 from pipeline.codecs import make_frame
+from pipeline.io import plane_array
 
 PHOTOS = ("astronaut", "coffee", "chelsea", "rocket", "immunohistochemistry", "stereo_motorcycle", "hubble_deep_field")
 
@@ -80,24 +82,14 @@ def render_scene(scene: SynthScene, width: int, height: int) -> list[np.ndarray]
     return out
 
 
-def rgb_to_ycbcr(rgb: np.ndarray, matrix: str = "bt601", full_range: bool = False) -> np.ndarray:
+def rgb_to_ycbcr(rgb: np.ndarray, matrix: str = "bt601") -> np.ndarray:
     """H x W x 3 uint8 RGB -> 3 x H x W float32: Y' in [0,1], Cb/Cr in [-0.5, 0.5]."""
-    kr, kb = (0.299, 0.114) if matrix == "bt601" else (0.2126, 0.0722)
-    x = rgb.astype(np.float32) / 255.0
-    y = kr * x[..., 0] + (1 - kr - kb) * x[..., 1] + kb * x[..., 2]
-    cb = (x[..., 2] - y) / (2 * (1 - kb))
-    cr = (x[..., 0] - y) / (2 * (1 - kr))
-    return np.stack([y, cb, cr])
+    return colour.rgb_to_ycbcr(rgb.astype(np.float32) / 255.0, matrix)
 
 
 def ycbcr_to_rgb(ycc: np.ndarray, matrix: str = "bt601") -> np.ndarray:
     """3 x H x W float32 (Y' [0,1], Cb/Cr [-0.5,0.5]) -> H x W x 3 uint8 RGB."""
-    kr, kb = (0.299, 0.114) if matrix == "bt601" else (0.2126, 0.0722)
-    y, cb, cr = ycc
-    r = y + 2 * (1 - kr) * cr
-    b = y + 2 * (1 - kb) * cb
-    g = (y - kr * r - kb * b) / (1 - kr - kb)
-    return (np.stack([r, g, b], -1).clip(0, 1) * 255 + 0.5).astype(np.uint8)
+    return (colour.ycbcr_to_rgb(ycc, matrix) * 255 + 0.5).astype(np.uint8)
 
 
 def luma_code(y: np.ndarray, bit_depth: int = 8, full_range: bool = False) -> np.ndarray:
@@ -152,12 +144,11 @@ def write_film(
         astream = container.add_stream("aac", rate=48000, layout="stereo")
     matrix = "bt601" if height < 720 else "bt709"
     for i, rgb in enumerate(frames):
-        y = luma_code(rgb_to_ycbcr(rgb, matrix)[0], depth)
-        if pix_fmt.startswith("gray"):
-            # gray is treated as full range by FFmpeg: write the full-range code values.
-            y = luma_code(rgb_to_ycbcr(rgb, matrix)[0], depth, full_range=True)
+        gray = pix_fmt.startswith("gray")
+        # gray is treated as full range by FFmpeg: write the full-range code values.
+        y = luma_code(rgb_to_ycbcr(rgb, matrix)[0], depth, full_range=gray)
+        if gray:
             frame = av.VideoFrame(width, height, pix_fmt)
-            from pipeline.io import plane_array
             plane_array(frame.planes[0], width, height, y.dtype)[:] = y
         else:
             sub = pix_fmt[3:6]
