@@ -9,7 +9,6 @@ the shard comes back `failed` with its error, so one bad shard cannot sink the d
 
 from __future__ import annotations
 
-import hashlib
 import os
 import resource
 import time
@@ -20,6 +19,7 @@ from typing import Callable
 import numpy as np
 
 from pipeline import log
+from pipeline.storage import file_sha256
 from pipeline.codecs import SegmentWriter, chroma_to_code, convert_luma, output_spec
 from pipeline.exemplar import load_rgb, make_exemplar
 from pipeline.io import FilmInfo, iter_luma, load_info, luma_to_float, probe
@@ -71,7 +71,7 @@ class ColorizeStage:
             if row["scene"] in self.cfg.fault_scenes:
                 raise RuntimeError(f"injected fault in scene {row['scene']}")
             frames = self._colour_shard(row)
-            result.update(status="done", frames=frames, segment_sha256=_sha256(row["segment_path"]))
+            result.update(status="done", frames=frames, segment_sha256=file_sha256(row["segment_path"]))
         except Exception as exc:  # noqa: BLE001 - recorded in the run record, never raised to Ray
             log.error("shard %s (scene %d) failed: %s", row["shard_id"], row["scene"], exc)
             log.debug("%s", traceback.format_exc())
@@ -189,11 +189,3 @@ def work_luma(y: np.ndarray, info: FilmInfo, size: tuple[int, int]) -> np.ndarra
 
 def _ascending(frames: tuple[int, ...]) -> bool:
     return len(frames) < 2 or frames[1] > frames[0]
-
-
-def _sha256(path: str) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            h.update(block)
-    return h.hexdigest()

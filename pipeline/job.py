@@ -157,8 +157,7 @@ def run_film(job: FilmJob, cfg: JobConfig) -> FilmResult:
             t_asm = time.perf_counter()
             try:
                 warnings = assemble(info, spec, segments, staging)
-                from pipeline.colorize import _sha256
-                out_sha = _sha256(staging)
+                out_sha = storage.file_sha256(staging)
                 storage.publish(staging, job.output)
             finally:
                 if os.path.exists(staging):
@@ -189,15 +188,13 @@ def _segment_path(seg_dir: str, s: Shard) -> str:
 
 def _split_done(shards, prior, seg_dir, model_info, ex_shas):
     """Shards a previous run finished with the same model and exemplars, segment intact."""
-    from pipeline.colorize import _sha256
-
     reused = {}
     for s in shards:
         old = prior.get(s.shard_id)
         path = _segment_path(seg_dir, s)
         if (old and old["status"] == "done" and old["model"] == model_info
                 and old["exemplar_sha256"] == [ex_shas[i] for i in s.exemplars]
-                and os.path.exists(path) and _sha256(path) == old["segment_sha256"]):
+                and os.path.exists(path) and storage.file_sha256(path) == old["segment_sha256"]):
             reused[s.shard_id] = old
     if reused:
         log.info("skipping %d shards finished by an earlier run", len(reused))

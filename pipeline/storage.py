@@ -8,6 +8,7 @@ or uploaded whole (S3, where a PUT is atomic), never visible half-written.
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import os
 import shutil
 import tempfile
@@ -136,3 +137,12 @@ def write_bytes(uri: str, data: bytes) -> None:
     with open(tmp, "wb") as f:
         f.write(data)
     os.replace(tmp, uri)
+
+
+def file_sha256(path: str) -> str:
+    """sha256 of a local file, read in 1 MiB blocks (segments and films are large)."""
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            h.update(block)
+    return h.hexdigest()

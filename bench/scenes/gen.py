@@ -163,20 +163,7 @@ def generate(out_dir: str, n_films: int = 8, width: int = 320, height: int = 180
         damage = DAMAGE[i % len(DAMAGE)]
         if damage:
             clip.damage(**damage)
-        for ev in clip.events:
-            ev["span"] = list(ev["span"])
-        truth = {
-            "film": os.path.basename(path), "frames": len(clip), "width": width, "height": height,
-            "damage": damage,
-            "boundaries": [{"kind": t.kind, "frame": t.frame, "span": list(t.span), "note": t.note}
-                           for t in clip.truth],
-            "events": clip.events,
-            "flat_spans": [list(s) for s in clip.flat_spans],
-        }
-        write_gray(path + ".tmp.mkv", clip.frames, rate=24, codec="ffv1", timecode="01:00:00:00")
-        os.replace(path + ".tmp.mkv", path)
-        with open(truth_path, "w") as fh:
-            json.dump(truth, fh, indent=1)
+        _write(path, clip, damage)
     # Smooth, heavily upscaled shots under steady pans and slow zooms, hard cuts only.
     path = os.path.join(out_dir, "film_smooth00.mkv")
     paths.append(path)
