@@ -1,6 +1,6 @@
 """Throughput of the whole job against a plain decode + FFV1 encode, measured side by side.
 
-    python bench/throughput.py [--frames N] [--sizes 640x360,1280x720] [--model flow]
+    python bench/throughput.py [--frames N] [--sizes 640x360,1280x720] [--model memnet]
 
 For each size: makes a gray film with several shots and audio, times (a) a plain PyAV
 decode + FFV1 encode of it (the floor any job must pay), (b) the whole filmcolor job
@@ -75,7 +75,7 @@ def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--frames", type=int, default=960)  # 40 s of film: per-film fixed costs amortised as in real use
     ap.add_argument("--sizes", default="640x360,1280x720")
-    ap.add_argument("--model", default="flow")
+    ap.add_argument("--model", default="memnet")
     args = ap.parse_args()
     init_ray(workers=2)
     rows = []

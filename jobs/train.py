@@ -29,6 +29,7 @@ import torch.nn.functional as F
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from pipeline.model.memnet import MemNet  # noqa: E402
+from pipeline.model.memnet_net import ExemplarTrack  # noqa: E402
 from pipeline.model.memnet_data import ClipSpec, load_images, make_clip, rgb_to_ycbcr  # noqa: E402
 from pipeline.model.memory import MemoryConfig, MemoryManager  # noqa: E402
 
@@ -74,10 +75,11 @@ def run_clips(net: MemNet, y, l, c, rng: np.random.Generator | None, device, cor
     net.memorize(mem, torch.from_numpy(ex_l[:, None]).to(device), torch.from_numpy(ex_c).to(device),
                  permanent=True)
     prev_l, prev_c = ex_l, ex_c
+    tracks = [ExemplarTrack() for _ in range(B)]  # as at inference: exemplar followed per clip
     loss, outs = 0.0, []
     for t in range(1, T):
         lt = torch.from_numpy(np.ascontiguousarray(l[:, t, None])).to(device)
-        out, keys = net.frame(mem, lt, prev_l, prev_c, ex_l, ex_c)
+        out, keys = net.frame(mem, lt, prev_l, prev_c, ex_l, ex_c, tracks=tracks)
         target = torch.from_numpy(np.ascontiguousarray(c[:, t])).to(device)
         loss = loss + F.l1_loss(out, target)
         if mem.should_memorize():

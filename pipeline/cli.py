@@ -40,7 +40,7 @@ def colorize(
     workers: Optional[int] = typer.Option(None, min=1, help="actors (default: the machine's cores)"),
     address: Optional[str] = typer.Option(None, help="existing Ray cluster (default: embedded local Ray)"),
     run_dir: Optional[str] = typer.Option(None, help="run record directory (default: next to OUTPUT)"),
-    model: str = typer.Option("flow", help="propagation model"),
+    model: str = typer.Option("memnet", help="propagation model (memnet, flow)"),
     verbose: bool = typer.Option(False, "--verbose", "-v"),
 ) -> None:
     """Colorize INPUT into OUTPUT, with the original audio."""

@@ -7,7 +7,9 @@ Per frame (working-res luma H x W in, chroma 2 x H x W out):
   3. global step: L2-similarity top-k readout of the keys against the memory
      (permanent exemplars + working + long-term, see ``pipeline.model.memory``)
   4. local step: the previous output's chroma warped onto this frame by dense flow (DIS),
-     with its luma warp error as confidence
+     with its luma warp error as confidence; and the exemplar's chroma sampled through
+     the exemplar track (``ExemplarTrack``: the map frame -> exemplar followed through the
+     scene, so pans, zooms and rotations far beyond a direct flow's reach stay anchored)
   5. decoder (learned, luma-guided) fuses local and global chroma
   6. chroma back to H x W (bilinear; the caller then upsamples guided by full-res luma)
   7. every gamma-th frame: its keys and values (pooled chroma + luma) enter working memory
@@ -31,6 +33,7 @@ import torch.nn.functional as F
 from pipeline.model.base import Exemplar, Propagator, register
 from pipeline.model.memnet_net import (
     Decoder,
+    ExemplarTrack,
     KeyEncoder,
     decoder_size,
     encode_value,
@@ -82,12 +85,15 @@ class MemNet(nn.Module):
             mem.add_working(k.detach(), v.detach())
 
     def frame(self, mem: MemoryManager, luma: torch.Tensor, prev_luma: np.ndarray,
-              prev_chroma: np.ndarray, ex_luma: np.ndarray, ex_chroma: np.ndarray
+              prev_chroma: np.ndarray, ex_luma: np.ndarray, ex_chroma: np.ndarray,
+              tracks: list[ExemplarTrack] | None = None, ex_ids: list[int] | None = None,
               ) -> tuple[torch.Tensor, torch.Tensor]:
         """One frame.
 
         luma: B x 1 x h x w; prev_luma, ex_luma: B x h x w;
         prev_chroma, ex_chroma: B x 2 x h x w (numpy)
+        tracks: one exemplar track per batch item (state kept by the caller across the
+        frames of a scene; None: plain flow to the exemplar); ex_ids: which exemplar
         -> chroma B x 2 x h x w, keys B x Ck x hk/4 x wk/4
         """
         b, _, h, w = luma.shape
@@ -106,8 +112,12 @@ class MemNet(nn.Module):
         exw = np.empty((b, 2, h, w), np.float32)
         exerr = np.empty((b, 1, h, w), np.float32)
         for i in range(b):  # local step: flow-warped previous chroma (and exemplar's)
-            warped[i], err[i, 0] = local_warp(cur[i], prev_luma[i], prev_chroma[i])
-            exw[i], exerr[i, 0] = local_warp(cur[i], ex_luma[i], ex_chroma[i])
+            warped[i], err[i, 0], flow = local_warp(cur[i], prev_luma[i], prev_chroma[i], return_flow=True)
+            if tracks is None:
+                exw[i], exerr[i, 0] = local_warp(cur[i], ex_luma[i], ex_chroma[i])
+            else:
+                eid = ex_ids[i] if ex_ids is not None else 0
+                exw[i], exerr[i, 0] = tracks[i].warp(cur[i], ex_luma[i], ex_chroma[i], flow, eid)
         x = torch.cat(
             [
                 luma,
@@ -155,7 +165,7 @@ def load_net(weights: str | os.PathLike | None) -> tuple[MemNet, str]:
 
 class MemNetPropagator(Propagator):
     name = "memnet"
-    version = "1"
+    version = "2"  # 2: exemplar track (re-runs do not reuse version-1 segments)
 
     def __init__(
         self,
@@ -172,6 +182,7 @@ class MemNetPropagator(Propagator):
         topk: int = 16,
         max_side: int = 320,
         fusion: str = "learned",
+        track: bool = True,
     ):
         if threads is not None:
             torch.set_num_threads(int(threads))
@@ -204,6 +215,7 @@ class MemNetPropagator(Propagator):
         self._exemplars: list[tuple[np.ndarray, np.ndarray]] = []
         self._prev: tuple[np.ndarray, np.ndarray] | None = None
         self._size: tuple[int, int] | None = None
+        self.track = ExemplarTrack() if track else None
 
     def weights_sha256(self) -> str:
         return self._sha
@@ -239,6 +251,8 @@ class MemNetPropagator(Propagator):
                     self.mem, self._t(lum)[None, None], self._t(chr_)[None], permanent=True
                 )
         self._prev = None
+        if self.track is not None:
+            self.track.reset()
 
     def step(self, luma: np.ndarray) -> np.ndarray:
         if self._size is None:
@@ -250,17 +264,17 @@ class MemNetPropagator(Propagator):
         lum = self._down(luma)
         # the exemplar that looks most like this frame: re-anchoring target (and the
         # "previous frame" of the scene's first step)
-        if len(self._exemplars) == 1:
-            ex = self._exemplars[0]
-        else:
-            d = [float(np.abs(e[0] - lum).mean()) for e in self._exemplars]
-            ex = self._exemplars[int(np.argmin(d))]
+        ex_id = 0
+        if len(self._exemplars) > 1:
+            ex_id = int(np.argmin([float(np.abs(e[0] - lum).mean()) for e in self._exemplars]))
+        ex = self._exemplars[ex_id]
         if self._prev is None:
             self._prev = ex
         pl, pc = self._prev
         with torch.inference_mode():
             lt = self._t(lum)[None, None]  # 1 x 1 x h x w
-            out, keys = self.net.frame(self.mem, lt, pl[None], pc[None], ex[0][None], ex[1][None])
+            out, keys = self.net.frame(self.mem, lt, pl[None], pc[None], ex[0][None], ex[1][None],
+                                       tracks=None if self.track is None else [self.track], ex_ids=[ex_id])
             if self.mem.should_memorize():
                 self.net.memorize(self.mem, lt, out, keys=keys)
             out_np = out[0].cpu().numpy()  # 2 x h x w

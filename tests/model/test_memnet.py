@@ -135,3 +135,33 @@ def test_exemplar_similarity_picks_the_returning_shot():
     for k, (_, frames) in enumerate(shots):
         sims = [m.exemplar_similarity(ex, list(frames)) for ex, _ in shots]
         assert int(np.argmax(sims)) == k
+
+
+def _path_clip(times, seed=3, h=72, w=128, pan=0.01, rotate=0.0):
+    ims = load_images("bench", 400)
+    spec = ClipSpec(frames=len(times), height=h, width=w, pan=pan, zoom=0.0, rotate=rotate, shake=0.001,
+                    occluders=0, lighting=0.1, grain=0.01)
+    rgb, luma = make_clip(ims[0][1], spec, np.random.default_rng(seed), path={"times": np.asarray(times)})
+    return luma, rgb_to_ycbcr(rgb)[1]
+
+
+def test_exemplar_track_keeps_the_colour_over_a_long_pan():
+    # 60 frames of a steady rotation: by the end the view has turned far beyond what a
+    # direct flow to the exemplar finds; the tracked map still reaches the exemplar.
+    luma, c = _path_clip(np.arange(60), pan=0.001, rotate=0.01)
+    errs = {}
+    for track in (True, False):
+        out = _run(MemNetPropagator(weights="none", track=track), luma, c)
+        errs[track] = float(np.mean((out[-20:] - c[-20:]) ** 2))
+    assert errs[True] < 0.7 * errs[False], errs
+
+
+def test_exemplar_track_recovers_after_a_jump():
+    # the camera jumps away and comes back: the lost track is replaced by the direct flow
+    times = np.concatenate([np.arange(8), 300 + np.arange(8), np.arange(8)[::-1]])
+    luma, c = _path_clip(times, pan=0.004)
+    out = _run(MemNetPropagator(weights="none"), luma, c)
+    back = float(np.mean((out[-4:] - c[-4:]) ** 2))  # near the exemplar's view again
+    away = float(np.mean((out[8:15] - c[9:16]) ** 2))
+    start = float(np.mean((out[:4] - c[1:5]) ** 2))
+    assert back < 2.0 * start + 1e-5 and back < away, (start, away, back)
