@@ -46,6 +46,8 @@ def quantize_net(net):
     from torch.ao.quantization import get_default_qconfig_mapping
     from torch.ao.quantization.quantize_fx import convert_fx, prepare_fx
 
+    import warnings
+
     net = copy.deepcopy(net).eval()
     calib = _calibration_inputs(net)
     torch.backends.quantized.engine = "x86" if "x86" in torch.backends.quantized.supported_engines else "fbgemm"
@@ -57,7 +59,9 @@ def quantize_net(net):
         for lt, xin in calib:
             key_p(lt - 0.5)
             body_p(xin)
-    key_q, body_q = convert_fx(key_p), convert_fx(body_p)
+    with warnings.catch_warnings():  # torch's own deprecation notice of its int8 tensors:
+        warnings.simplefilter("ignore", UserWarning)  # nothing the user can act on
+        key_q, body_q = convert_fx(key_p), convert_fx(body_p)
     net.key.net = key_q
     net.decoder.body = body_q
     return net
