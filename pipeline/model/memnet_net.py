@@ -253,29 +253,23 @@ class ExemplarTrack:
         # a wrong direct match explains the luma as well as the right one, and mixing the
         # two breaks the track's continuity. The direct flow takes over only where it is
         # clearly better as a whole (a lost track, a jump back to the exemplar's view).
-        errs, insides = [], []
+        warps = []  # per candidate: warped exemplar luma, inside the exemplar, exposure gain
         for m in cands:
             mx, my = gx + m[..., 0], gy + m[..., 1]
-            wy = _remap(ex_luma, mx, my)
-            inside = ~_outside(mx, my)
-            g = _gain(cur, wy, inside)
-            errs.append(np.minimum(np.abs(wy * g - cur), 0.2))
-            insides.append(inside)
-        common = np.logical_and.reduce(insides)
+            wy, inside = _remap(ex_luma, mx, my), ~_outside(mx, my)
+            warps.append((wy, inside, _gain(cur, wy, inside)))
+        errs = [np.minimum(np.abs(wy * g - cur), 0.2) for wy, _, g in warps]
+        common = np.logical_and.reduce([w[1] for w in warps])
         if common.mean() < 0.2:  # little overlap: judge on everything, outside = worst
             common = np.ones_like(common)
-            errs = [np.where(i, e, 0.2) for e, i in zip(errs, insides)]
+            errs = [np.where(w[1], e, 0.2) for e, w in zip(errs, warps)]
         scores = [float(e[common].mean()) for e in errs]
-        best = cands[0]
-        if len(cands) > 1 and scores[1] < scores[0] * TRACK_MARGIN:
-            best = cands[1]
-        self.map, self.exemplar_id = np.ascontiguousarray(best, dtype=np.float32), exemplar_id
-        mx, my = gx + self.map[..., 0], gy + self.map[..., 1]
-        wy = _remap(ex_luma, mx, my)
-        out = _outside(mx, my)
-        gain = _gain(cur, wy, ~out)
+        k = 1 if len(cands) > 1 and scores[1] < scores[0] * TRACK_MARGIN else 0
+        self.map, self.exemplar_id = np.ascontiguousarray(cands[k], dtype=np.float32), exemplar_id
+        wy, inside, gain = warps[k]
         err = np.abs(wy * gain - cur)
-        err[out] = 1.0
+        err[~inside] = 1.0
+        mx, my = gx + self.map[..., 0], gy + self.map[..., 1]
         chroma = np.stack([_remap(c, mx, my) for c in ex_chroma]) * gain
         return chroma.astype(np.float32), err.astype(np.float32)
 

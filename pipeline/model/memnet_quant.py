@@ -53,14 +53,14 @@ def quantize_net(net):
     torch.backends.quantized.engine = "x86" if "x86" in torch.backends.quantized.supported_engines else "fbgemm"
     qmap = get_default_qconfig_mapping(torch.backends.quantized.engine)
     x0 = calib[0]
-    key_p = prepare_fx(net.key.net, qmap, (x0[0],))
-    body_p = prepare_fx(net.decoder.body, qmap, (x0[1],))
-    with torch.no_grad():
-        for lt, xin in calib:
-            key_p(lt - 0.5)
-            body_p(xin)
-    with warnings.catch_warnings():  # torch's own deprecation notice of its int8 tensors:
+    with warnings.catch_warnings():  # torch's own deprecation notices of its int8 API:
         warnings.simplefilter("ignore", UserWarning)  # nothing the user can act on
+        key_p = prepare_fx(net.key.net, qmap, (x0[0],))
+        body_p = prepare_fx(net.decoder.body, qmap, (x0[1],))
+        with torch.no_grad():
+            for lt, xin in calib:
+                key_p(lt - 0.5)
+                body_p(xin)
         key_q, body_q = convert_fx(key_p), convert_fx(body_p)
     net.key.net = key_q
     net.decoder.body = body_q
