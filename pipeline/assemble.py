@@ -19,7 +19,7 @@ import av
 from pipeline import log
 from pipeline.codecs import OutputSpec, set_color_tags
 from pipeline.errors import FilmcolorError
-from pipeline.io import FilmInfo
+from pipeline.io import FilmInfo, open_input
 from pipeline.shard import Shard
 
 COPYABLE = {
@@ -48,9 +48,9 @@ def check_segments(segments: list[Segment]) -> None:
         if seg.shard.start_frame != expected:
             raise AssemblyError(f"segments do not tile the film: gap at frame {expected}")
         try:
-            with av.open(seg.path) as c:
+            with open_input(seg.path) as c:
                 n = sum(1 for p in c.demux(c.streams.video[0]) if p.size)
-        except (FileNotFoundError, av.FFmpegError) as exc:
+        except (FilmcolorError, FileNotFoundError, av.FFmpegError) as exc:
             raise AssemblyError(f"segment of shard {seg.shard.shard_id} is missing or unreadable: {exc}") from None
         if n != seg.shard.frames:
             raise AssemblyError(f"segment of shard {seg.shard.shard_id} has {n} frames, expected {seg.shard.frames}")
@@ -71,11 +71,11 @@ def assemble(info: FilmInfo, spec: OutputSpec, segments: list[Segment], out_path
     options = {"fflags": "+bitexact"}
     if spec.container in ("mp4", "mov"):
         options["movflags"] = "+faststart"
-    with av.open(info.path) as src, av.open(out_path, mode="w", format=spec.container, options=options) as out:
+    with open_input(info.path) as src, av.open(out_path, mode="w", format=spec.container, options=options) as out:
         _copy_metadata(src.metadata, out.metadata)
         in_video = src.streams.video[0]
         if spec.intra:
-            with av.open(segments[0].path) as first:
+            with open_input(segments[0].path) as first:
                 vout = out.add_stream_from_template(first.streams.video[0])
         else:
             vout = out.add_stream(spec.encoder, options=dict(spec.options))
@@ -127,7 +127,7 @@ def _video_packets(info: FilmInfo, spec: OutputSpec, segments: list[Segment], vo
     pts = info.frame_pts
     order = 0
     for seg in segments:
-        with av.open(seg.path) as c:
+        with open_input(seg.path) as c:
             vs = c.streams.video[0]
             index = seg.shard.start_frame
             if spec.intra:

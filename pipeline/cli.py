@@ -31,6 +31,13 @@ def _setup_logging(verbose: bool) -> None:
     log.propagate = False
 
 
+def _setup(verbose: bool, endpoint_url: str | None) -> None:
+    from pipeline import storage
+
+    _setup_logging(verbose)
+    storage.configure(endpoint_url=endpoint_url)
+
+
 @app.command()
 def colorize(
     input: str = typer.Argument(..., help="film: local path or s3:// URI"),
@@ -41,6 +48,7 @@ def colorize(
     address: Optional[str] = typer.Option(None, help="existing Ray cluster (default: embedded local Ray)"),
     run_dir: Optional[str] = typer.Option(None, help="run record directory (default: next to OUTPUT)"),
     model: str = typer.Option("memnet", help="propagation model (memnet, flow)"),
+    endpoint_url: Optional[str] = typer.Option(None, "--endpoint-url", help="S3-compatible endpoint (default: AWS_ENDPOINT_URL)"),
     verbose: bool = typer.Option(False, "--verbose", "-v"),
 ) -> None:
     """Colorize INPUT into OUTPUT, with the original audio."""
@@ -48,7 +56,7 @@ def colorize(
     from pipeline.job import FilmJob, JobConfig, film_id_of, parse_exemplars, run_film
     from pipeline.model import available
 
-    _setup_logging(verbose)
+    _setup(verbose, endpoint_url)
     if model not in available():
         raise InputError(f"unknown model {model!r} (available: {', '.join(available())})")
     job = FilmJob(film_id_of(input), input, output, parse_exemplars(exemplar), run_dir)
@@ -64,12 +72,13 @@ def run(
     run_dir: Optional[str] = typer.Option(None, help="run record directory (default: beside the manifest)"),
     workers: Optional[int] = typer.Option(None, min=1, help="actors (default: the machine's cores)"),
     address: Optional[str] = typer.Option(None, help="existing Ray cluster (default: embedded local Ray)"),
+    endpoint_url: Optional[str] = typer.Option(None, "--endpoint-url", help="S3-compatible endpoint (default: AWS_ENDPOINT_URL)"),
     verbose: bool = typer.Option(False, "--verbose", "-v"),
 ) -> None:
     """Colorize every film of a manifest (all of it checked before any work starts)."""
     from pipeline.job import JobConfig, run_manifest
 
-    _setup_logging(verbose)
+    _setup(verbose, endpoint_url)
     for r in run_manifest(manifest, run_dir, JobConfig(workers=workers, address=address)):
         typer.echo(f"{r.film_id}: {r.output} ({r.frames} frames, {r.seconds:.1f}s)")
 
@@ -83,12 +92,13 @@ def reprocess(
     film: Optional[str] = typer.Option(None, "--film", help="only this film id"),
     workers: Optional[int] = typer.Option(None, min=1),
     address: Optional[str] = typer.Option(None),
+    endpoint_url: Optional[str] = typer.Option(None, "--endpoint-url", help="S3-compatible endpoint (default: AWS_ENDPOINT_URL)"),
     verbose: bool = typer.Option(False, "--verbose", "-v"),
 ) -> None:
     """Redo chosen scenes / failed shards / changed exemplars of a run, then reassemble."""
     from pipeline.job import JobConfig, reprocess as redo
 
-    _setup_logging(verbose)
+    _setup(verbose, endpoint_url)
     for r in redo(run_dir, scene, failed, exemplar, JobConfig(workers=workers, address=address), film):
         typer.echo(f"{r.film_id}: {r.output} ({r.frames} frames, {r.seconds:.1f}s)")
 
@@ -97,28 +107,29 @@ def reprocess(
 def scenes(
     input: str = typer.Argument(..., help="film: local path or s3:// URI"),
     out: Optional[str] = typer.Option(None, "--out", help=".csv .parquet .json .edl .otio (default: CSV on stdout)"),
+    endpoint_url: Optional[str] = typer.Option(None, "--endpoint-url", help="S3-compatible endpoint (default: AWS_ENDPOINT_URL)"),
 ) -> None:
     """Detect scenes and write the scene list."""
     from pipeline import storage
     from pipeline.io import probe
     from pipeline.scenes import scan_scenes, write_scenes
 
-    _setup_logging(False)
-    if out and not storage.writable_dir(out):
-        raise InputError(f"{out}: output directory does not exist")
-    with storage.local_copy(input) as path:
-        info = probe(path)
-        found = scan_scenes(path, info)
-        if out:
-            write_scenes(found, info, out)
-            typer.echo(f"{len(found)} scenes -> {out}")
-        else:
-            import tempfile
+    _setup(False, endpoint_url)
+    storage.check_readable(input)
+    if out:
+        storage.check_writable(out)
+    info = probe(input)
+    found = scan_scenes(input, info)
+    if out:
+        write_scenes(found, info, out)
+        typer.echo(f"{len(found)} scenes -> {out}")
+    else:
+        import tempfile
 
-            with tempfile.TemporaryDirectory() as tmp:
-                p = os.path.join(tmp, "scenes.csv")
-                write_scenes(found, info, p)
-                sys.stdout.write(open(p).read())
+        with tempfile.TemporaryDirectory() as tmp:
+            p = os.path.join(tmp, "scenes.csv")
+            write_scenes(found, info, p)
+            sys.stdout.write(open(p).read())
 
 
 @app.command(name="eval")
@@ -128,6 +139,7 @@ def eval_(
     json_out: Optional[str] = typer.Option(None, "--json", help="also write the figures as JSON"),
     scenes_from: Optional[str] = typer.Option(None, "--scenes", help="scene list (.csv/.parquet/.json) or a "
                                               "run directory; default: scan OUTPUT (its luma is the film's)"),
+    endpoint_url: Optional[str] = typer.Option(None, "--endpoint-url", help="S3-compatible endpoint (default: AWS_ENDPOINT_URL)"),
 ) -> None:
     """PSNR, SSIM, CDC and colorfulness of OUTPUT against REFERENCE, per scene and overall."""
     from pipeline import storage
@@ -135,7 +147,9 @@ def eval_(
     from pipeline.metrics import evaluate_files
     from pipeline.scenes import scan_scenes
 
-    _setup_logging(False)
+    _setup(False, endpoint_url)
+    storage.check_readable(output)
+    storage.check_readable(reference)
     with storage.local_copy(output) as out_path, storage.local_copy(reference) as ref_path:
         if scenes_from:
             ranges = _read_scene_ranges(scenes_from)
@@ -210,6 +224,13 @@ def main() -> None:
     except KeyboardInterrupt:
         print("filmcolor: interrupted", file=sys.stderr)
         sys.exit(130)
+    except Exception as exc:  # noqa: BLE001 - storage errors that escaped a stage: words, not a traceback
+        from pipeline.storage import s3
+
+        if not s3.is_boto_error(exc):
+            raise
+        print(f"filmcolor: error: storage: {s3.describe(exc)}", file=sys.stderr)
+        sys.exit(1)
 
 
 if __name__ == "__main__":

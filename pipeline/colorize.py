@@ -19,7 +19,7 @@ from typing import Callable
 import numpy as np
 
 from pipeline import log
-from pipeline.storage import file_sha256
+from pipeline import storage
 from pipeline.codecs import SegmentWriter, chroma_to_code, convert_luma, output_spec
 from pipeline.exemplar import load_rgb, make_exemplar
 from pipeline.io import FilmInfo, iter_luma, load_info, luma_to_float, probe
@@ -61,6 +61,7 @@ class ColorizeStage:
         self._images: dict[str, tuple[np.ndarray, str]] = {}
 
     def setup(self) -> None:
+        storage.sweep_scratch()  # what killed actors on this node left behind
         self.model = create(self.cfg.model, threads=self.cfg.threads)
 
     def process(self, row: dict) -> dict:
@@ -70,14 +71,20 @@ class ColorizeStage:
         try:
             if row["scene"] in self.cfg.fault_scenes:
                 raise RuntimeError(f"injected fault in scene {row['scene']}")
-            frames = self._colour_shard(row)
-            result.update(status="done", frames=frames, segment_sha256=file_sha256(row["segment_path"]))
+            # Built in local scratch (or beside a local run dir), checksummed, then stored
+            # at its URI whole: a segment is either complete in the run dir or absent.
+            staging = storage.staging_path(row["segment_path"], ".mkv")
+            try:
+                frames = self._colour_shard(row, staging)
+                sha = storage.publish(staging, row["segment_path"])
+            finally:
+                if os.path.exists(staging):
+                    os.remove(staging)
+            result.update(status="done", frames=frames, segment_sha256=sha)
         except Exception as exc:  # noqa: BLE001 - recorded in the run record, never raised to Ray
             log.error("shard %s (scene %d) failed: %s", row["shard_id"], row["scene"], exc)
             log.debug("%s", traceback.format_exc())
             result["error"] = f"{type(exc).__name__}: {exc}"
-            if os.path.exists(row["segment_path"]):
-                os.remove(row["segment_path"])
         result["seconds"] = round(time.perf_counter() - t0, 3)
         result["peak_rss_mb"] = round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1)
         return result
@@ -94,7 +101,7 @@ class ColorizeStage:
             self._images[uri] = load_rgb(uri)
         return self._images[uri]
 
-    def _colour_shard(self, row: dict) -> int:
+    def _colour_shard(self, row: dict, segment_file: str) -> int:
         info = self._film(row)
         spec = output_spec(info, row["codec"])
         size = work_size(info.width, info.height, self.cfg.max_side)
@@ -108,7 +115,7 @@ class ColorizeStage:
         ahead = {f for r in forward for f in r.frames if shard.start_frame <= f < shard.end_frame}
         chroma = self._backward(info, shard, row, [r for r in runs if not _ascending(r.frames)], ahead, size,
                                 spec.matrix)
-        return self._encode(info, spec, shard, row, forward, chroma, size)
+        return self._encode(info, spec, shard, row, forward, chroma, size, segment_file)
 
     def _exemplars(self, row: dict, run: Run, size, matrix) -> list:
         out = []
@@ -135,7 +142,7 @@ class ColorizeStage:
                     out[i] = c.astype(np.float16)  # half the memory, ample precision
         return out
 
-    def _encode(self, info, spec, shard, row, forward: list[Run], chroma, size) -> int:
+    def _encode(self, info, spec, shard, row, forward: list[Run], chroma, size, segment_file: str) -> int:
         """Pass 2: decode once at full resolution; forward runs step the model live; the
         input luma is kept as is and chroma is guided up to the chroma planes."""
         cw, ch = spec.chroma_size(info.width, info.height)
@@ -143,7 +150,7 @@ class ColorizeStage:
         starts = {r.frames[0]: r for r in forward}
         covered = {f for r in forward for f in r.frames}
         first = min([shard.start_frame] + list(starts))
-        writer = SegmentWriter(row["segment_path"], spec, info.width, info.height, threads=self.cfg.threads)
+        writer = SegmentWriter(segment_file, spec, info.width, info.height, threads=self.cfg.threads)
         try:
             pending = 0
             for i, y in iter_luma(info, first, shard.end_frame):

@@ -83,6 +83,10 @@ def load_rgb(uri: str) -> tuple[np.ndarray, str]:
         data = storage.read_bytes(uri)
     except FileNotFoundError:
         raise InputError(f"exemplar {uri}: no such file") from None
+    except IsADirectoryError:
+        raise InputError(f"exemplar {uri}: is a directory") from None
+    except storage.StorageError as exc:
+        raise InputError(f"exemplar {exc}") from None
     img = cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_UNCHANGED)
     if img is None or img.size == 0:
         raise InputError(f"exemplar {uri}: not a readable image")

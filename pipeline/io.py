@@ -8,7 +8,6 @@ variable-frame-rate films are handled by their own timestamps, never by a float 
 from __future__ import annotations
 
 import bisect
-import os
 from dataclasses import dataclass, field
 from fractions import Fraction
 from typing import Iterator
@@ -17,7 +16,7 @@ import av
 import cv2
 import numpy as np
 
-from pipeline import log
+from pipeline import log, storage
 from pipeline.errors import InputError
 
 # Input pixel formats we decode: (chroma layout, bit depth, full range by format).
@@ -85,6 +84,23 @@ def frame_time(info: FilmInfo, index: int) -> Fraction:
     return (pts - info.frame_pts[0]) * info.time_base
 
 
+def open_input(path: str) -> av.container.InputContainer:
+    """A PyAV container reading `path`: a local file, or an s3:// object read by URI
+    (ranged GETs or this node's cache, see pipeline.storage), never a driver-only copy."""
+    if storage.is_s3(path):
+        f = storage.open_read(path)
+        try:
+            # A larger AVIO buffer: fewer Python calls per MiB read from the object.
+            return av.open(f, mode="r", buffer_size=1 << 18)
+        except (av.error.InvalidDataError, UnicodeDecodeError):
+            f.close()
+            raise InputError(f"{path}: not a video file (FFmpeg cannot read it)") from None
+        except av.FFmpegError as exc:
+            f.close()
+            raise InputError(f"{path}: cannot open: {exc}") from None
+    return _open(path)
+
+
 def _open(path: str) -> av.container.InputContainer:
     try:
         return av.open(path, mode="r")
@@ -106,7 +122,7 @@ def _timecode(container, vstream) -> str:
 
 def probe(path: str) -> FilmInfo:
     """Read the film's structure. Raises InputError for anything we cannot colorize."""
-    with _open(path) as container:
+    with open_input(path) as container:
         if not container.streams.video:
             raise InputError(f"{path}: has no video stream")
         vs = container.streams.video[0]
@@ -237,7 +253,7 @@ def iter_frames(info: FilmInfo, start: int, end: int) -> Iterator[tuple[int, av.
 
 def _decode_range(info: FilmInfo, start: int, end: int, seek: bool):
     want_first = info.frame_pts[start]
-    with _open(info.path) as container:
+    with open_input(info.path) as container:
         vs = container.streams.video[0]
         vs.thread_type = "AUTO"
         if seek:
@@ -294,17 +310,13 @@ def save_info(info: FilmInfo, path: str) -> None:
     d["time_base"] = str(info.time_base)
     d["avg_rate"] = str(info.avg_rate)
     d["streams"] = [{**dataclasses.asdict(s), "time_base": str(s.time_base)} for s in info.streams]
-    tmp = f"{path}.partial"
-    with open(tmp, "w") as f:
-        json.dump(d, f)
-    os.replace(tmp, path)
+    storage.write_bytes(path, json.dumps(d).encode())
 
 
 def load_info(path: str) -> FilmInfo:
     import json
 
-    with open(path) as f:
-        d = json.load(f)
+    d = json.loads(storage.read_bytes(path))
     d["time_base"] = Fraction(d["time_base"])
     d["avg_rate"] = Fraction(d["avg_rate"])
     d["frame_pts"] = tuple(d["frame_pts"])

@@ -79,11 +79,28 @@ def validate(job: FilmJob, cfg: JobConfig, info: FilmInfo) -> tuple[str, list[in
 
 
 def check_output(job: FilmJob, cfg: JobConfig) -> None:
+    """The output can be written and does not clobber the input; the input can be read.
+    All before any work, each failure one exit-2 line naming the URI."""
     codec_for(job.output, job.codec or cfg.codec)
-    if not storage.writable_dir(job.output):
-        raise InputError(f"{job.output}: output directory does not exist")
-    if os.path.abspath(job.output) == os.path.abspath(job.input):
+    if storage.is_s3(job.output) == storage.is_s3(job.input) and _same(job.output, job.input):
         raise InputError(f"{job.output}: output would overwrite the input")
+    storage.check_readable(job.input)
+    storage.check_writable(job.output)
+
+
+def _same(a: str, b: str) -> bool:
+    return a == b if storage.is_s3(a) else os.path.abspath(a) == os.path.abspath(b)
+
+
+def _prepare_run_dir(run_dir: str) -> None:
+    """Create the run directory (local) or check it can be written (S3), before any work."""
+    if storage.is_s3(run_dir):
+        storage.check_writable(storage.join(run_dir, "films.parquet"))
+    else:
+        try:
+            storage.makedirs(run_dir)
+        except OSError as exc:
+            raise InputError(f"{run_dir}: cannot create the run directory ({exc.strerror})") from None
 
 
 def run_film(job: FilmJob, cfg: JobConfig) -> FilmResult:
@@ -92,78 +109,77 @@ def run_film(job: FilmJob, cfg: JobConfig) -> FilmResult:
 
     t0 = time.perf_counter()
     check_output(job, cfg)
-    with storage.local_copy(job.input) as path:
-        info = probe(path)
-        codec, ex_frames, ex_shas = validate(job, cfg, info)
-        spec = dataclasses.replace(output_spec(info, codec), container=muxer_for(job.output))
-        run_dir = job.run_dir or default_run_dir(job.output)
-        seg_dir = os.path.join(run_dir, "segments", job.film_id)
-        storage.makedirs(seg_dir)
-        init_ray(cfg.address, cfg.workers)
-        workers = cfg.workers or cluster_cpus()
-        log.info("%s: %d frames %dx%d %s; scanning scenes", job.film_id, info.frame_count, info.width,
-                 info.height, info.pix_fmt)
-        t_scan = time.perf_counter()
-        scenes = scan_scenes(path, info, cfg.scenes)
-        timings = {"scan": time.perf_counter() - t_scan}
-        similarity = _similarities(info, scenes, job.exemplars, ex_frames, spec.matrix)
-        shards = plan_shards(job.film_id, scenes, ex_frames, cfg.plan, similarity)
-        log.info("%s: %d scenes, %d shards, %d workers", job.film_id, len(scenes), len(shards), workers)
-        model = create(cfg.colorize.model)
-        model_info = {"name": model.name, "version": model.version, "weights_sha256": model.weights_sha256()}
-        prior = {r["shard_id"]: r for r in read_table(run_dir, "shards") if r["film_id"] == job.film_id}
-        reusable = {k: v for k, v in prior.items() if v["scene"] not in job.force_scenes}
-        todo, reused = _split_done(shards, reusable, seg_dir, model_info, ex_shas)
-        info_path = os.path.join(seg_dir, "film-info.json")
-        save_info(info, info_path)
-        rows = [shard_row(s, input_path=path, codec=codec, exemplar_images=[e.image for e in job.exemplars],
-                          exemplar_frames=ex_frames, segment_path=_segment_path(seg_dir, s), info_path=info_path)
-                for s in todo]
-        progress = Progress({job.film_id: info.frame_count}) if cfg.progress else None
-        if progress:
-            progress.set(job.film_id, sum(s.frames for s in shards if s.shard_id in reused))
-        # Threads per actor: the CPUs the pool leaves over (1 worker on 2 cores encodes on 2).
-        col_cfg = cfg.colorize
-        if col_cfg.threads <= 0:
-            col_cfg = dataclasses.replace(col_cfg, threads=max(1, cluster_cpus() // max(1, min(workers, len(rows) or 1))))
-        factory = functools.partial(ColorizeStage, col_cfg)
-        t_col = time.perf_counter()
-        results = {r["shard_id"]: r for r in run_stage(rows, factory, workers, progress)}
-        timings["colorize"] = time.perf_counter() - t_col
-        if progress:
-            progress.close()
-        shard_rows = []
-        for s in shards:
-            if s.shard_id in reused:
-                shard_rows.append(reused[s.shard_id])
-                continue
-            r = results.get(s.shard_id) or {"status": "failed", "error": "no result came back from Ray",
-                                              "segment_sha256": "", "frames": 0, "seconds": 0.0, "peak_rss_mb": None}
-            attempts = (prior.get(s.shard_id) or {}).get("attempts", 0) + 1
-            shard_rows.append(_shard_record(s, r, attempts, model_info, ex_shas, _segment_path(seg_dir, s)))
-        write_table(run_dir, "shards", merge_rows(read_table(run_dir, "shards"), shard_rows, "shard_id",
-                                                  ("film_id", job.film_id)))
-        write_table(run_dir, "scenes", merge_rows(read_table(run_dir, "scenes"),
-                                                  _scene_rows(job.film_id, info, scenes, ex_frames, similarity),
-                                                  "scene", ("film_id", job.film_id)))
-        failed = [r for r in shard_rows if r["status"] != "done"]
-        warnings: list[str] = []
-        status, error, out_sha = "failed", "", ""
-        if failed:
-            error = f"{len(failed)} of {len(shards)} shards failed (first: scene {failed[0]['scene']}: {failed[0]['error']})"
-        else:
-            segments = [Segment(s, _segment_path(seg_dir, s)) for s in shards]
-            staging = storage.staging_path(job.output, os.path.splitext(job.output)[1])
-            t_asm = time.perf_counter()
-            try:
-                warnings = assemble(info, spec, segments, staging)
-                out_sha = storage.file_sha256(staging)
-                storage.publish(staging, job.output)
-            finally:
-                if os.path.exists(staging):
-                    os.remove(staging)
+    # Every stage reads the film by its URI (ranged GETs for S3): no driver-only copy.
+    path = job.input
+    info = probe(path)
+    codec, ex_frames, ex_shas = validate(job, cfg, info)
+    spec = dataclasses.replace(output_spec(info, codec), container=muxer_for(job.output))
+    run_dir = job.run_dir or default_run_dir(job.output)
+    _prepare_run_dir(run_dir)
+    seg_dir = storage.join(run_dir, "segments", job.film_id)
+    storage.makedirs(seg_dir)
+    init_ray(cfg.address, cfg.workers)
+    workers = cfg.workers or cluster_cpus()
+    log.info("%s: %d frames %dx%d %s; scanning scenes", job.film_id, info.frame_count, info.width,
+             info.height, info.pix_fmt)
+    t_scan = time.perf_counter()
+    scenes = scan_scenes(path, info, cfg.scenes)
+    timings = {"scan": time.perf_counter() - t_scan}
+    similarity = _similarities(info, scenes, job.exemplars, ex_frames, spec.matrix)
+    shards = plan_shards(job.film_id, scenes, ex_frames, cfg.plan, similarity)
+    log.info("%s: %d scenes, %d shards, %d workers", job.film_id, len(scenes), len(shards), workers)
+    model = create(cfg.colorize.model)
+    model_info = {"name": model.name, "version": model.version, "weights_sha256": model.weights_sha256()}
+    prior = {r["shard_id"]: r for r in read_table(run_dir, "shards") if r["film_id"] == job.film_id}
+    reusable = {k: v for k, v in prior.items() if v["scene"] not in job.force_scenes}
+    todo, reused = _split_done(shards, reusable, seg_dir, model_info, ex_shas)
+    info_path = storage.join(seg_dir, "film-info.json")
+    save_info(info, info_path)
+    rows = [shard_row(s, input_path=path, codec=codec, exemplar_images=[e.image for e in job.exemplars],
+                      exemplar_frames=ex_frames, segment_path=_segment_path(seg_dir, s), info_path=info_path)
+            for s in todo]
+    progress = Progress({job.film_id: info.frame_count}) if cfg.progress else None
+    if progress:
+        progress.set(job.film_id, sum(s.frames for s in shards if s.shard_id in reused))
+    # Threads per actor: the CPUs the pool leaves over (1 worker on 2 cores encodes on 2).
+    col_cfg = cfg.colorize
+    if col_cfg.threads <= 0:
+        col_cfg = dataclasses.replace(col_cfg, threads=max(1, cluster_cpus() // max(1, min(workers, len(rows) or 1))))
+    factory = functools.partial(ColorizeStage, col_cfg)
+    t_col = time.perf_counter()
+    results = {r["shard_id"]: r for r in run_stage(rows, factory, workers, progress)}
+    timings["colorize"] = time.perf_counter() - t_col
+    if progress:
+        progress.close()
+    shard_rows = []
+    for s in shards:
+        if s.shard_id in reused:
+            shard_rows.append(reused[s.shard_id])
+            continue
+        r = results.get(s.shard_id) or {"status": "failed", "error": "no result came back from Ray",
+                                          "segment_sha256": "", "frames": 0, "seconds": 0.0, "peak_rss_mb": None}
+        attempts = (prior.get(s.shard_id) or {}).get("attempts", 0) + 1
+        shard_rows.append(_shard_record(s, r, attempts, model_info, ex_shas, _segment_path(seg_dir, s)))
+    write_table(run_dir, "shards", merge_rows(read_table(run_dir, "shards"), shard_rows, "shard_id",
+                                              ("film_id", job.film_id)))
+    write_table(run_dir, "scenes", merge_rows(read_table(run_dir, "scenes"),
+                                              _scene_rows(job.film_id, info, scenes, ex_frames, similarity),
+                                              "scene", ("film_id", job.film_id)))
+    failed = [r for r in shard_rows if r["status"] != "done"]
+    warnings: list[str] = []
+    status, error, out_sha = "failed", "", ""
+    if failed:
+        error = f"{len(failed)} of {len(shards)} shards failed (first: scene {failed[0]['scene']}: {failed[0]['error']})"
+    else:
+        segments = [Segment(s, _segment_path(seg_dir, s)) for s in shards]
+        t_asm = time.perf_counter()
+        try:
+            warnings, out_sha = _assemble_and_publish(info, spec, segments, job.output)
             status = "done"
-            timings["assemble"] = time.perf_counter() - t_asm
+        except FilmcolorError as exc:
+            error = f"assembly: {exc}"
+            log.error("%s: %s", job.film_id, error)
+        timings["assemble"] = time.perf_counter() - t_asm
     seconds = time.perf_counter() - t0
     film_row = {
         "film_id": job.film_id, "input": job.input, "output": job.output, "status": status, "error": error,
@@ -177,13 +193,27 @@ def run_film(job: FilmJob, cfg: JobConfig) -> FilmResult:
     write_table(run_dir, "films", merge_rows(read_table(run_dir, "films"), [film_row], "film_id"))
     result = FilmResult(job.film_id, job.output, run_dir, status, len(shards), len(failed), info.frame_count,
                         seconds, warnings)
-    if failed:
+    if status != "done":
         raise ShardFailures(f"{job.film_id}: {error}; run record: {run_dir}")
     return result
 
 
+def _assemble_and_publish(info, spec, segments, output: str) -> tuple[list[str], str]:
+    """Build the film in staging (beside a local output, node scratch for S3), then make
+    it visible at `output` whole. Nothing is left at `output` or in scratch on failure."""
+    staging = storage.staging_path(output, os.path.splitext(output)[1])
+    try:
+        warnings = assemble(info, spec, segments, staging)
+        sha = storage.file_sha256(staging)
+        storage.publish(staging, output, sha)
+    finally:
+        if os.path.exists(staging):
+            os.remove(staging)
+    return warnings, sha
+
+
 def _segment_path(seg_dir: str, s: Shard) -> str:
-    return os.path.join(seg_dir, f"{s.index:05d}-{s.shard_id}.mkv")
+    return storage.join(seg_dir, f"{s.index:05d}-{s.shard_id}.mkv")
 
 
 def _split_done(shards, prior, seg_dir, model_info, ex_shas):
@@ -194,7 +224,7 @@ def _split_done(shards, prior, seg_dir, model_info, ex_shas):
         path = _segment_path(seg_dir, s)
         if (old and old["status"] == "done" and old["model"] == model_info
                 and old["exemplar_sha256"] == [ex_shas[i] for i in s.exemplars]
-                and os.path.exists(path) and storage.file_sha256(path) == old["segment_sha256"]):
+                and storage.stored_sha256(path) == old["segment_sha256"]):
             reused[s.shard_id] = old
     if reused:
         log.info("skipping %d shards finished by an earlier run", len(reused))
@@ -299,9 +329,8 @@ def _apply_new_exemplars(film: dict, specs: list[ExemplarSpec], new: list[Exempl
     if not new:
         return specs
     scenes = [s for s in read_table(run_dir, "scenes") if s["film_id"] == film["film_id"]]
-    with storage.local_copy(film["input"]) as path:
-        info = probe(path)
-        frames_new = [resolve_frame(s.at, info) for s in new]
+    info = probe(film["input"])
+    frames_new = [resolve_frame(s.at, info) for s in new]
     frames_old = [resolve_frame(s.at, info) for s in specs]
 
     def scene_of(frame):

@@ -55,6 +55,8 @@ def load(path: str) -> Manifest:
         text = storage.read_bytes(path).decode("utf-8")
     except FileNotFoundError:
         raise InputError(f"{path}: no such manifest") from None
+    except storage.StorageError as exc:
+        raise InputError(f"manifest {exc}") from None
     try:
         doc = json.loads(text) if path.lower().endswith(".json") else yaml.safe_load(text)
     except (yaml.YAMLError, json.JSONDecodeError, UnicodeDecodeError) as exc:
@@ -110,10 +112,11 @@ def _film(f, loc: str, defaults: dict, seen: dict, problems: list[str]) -> FilmE
         codec_for(f["output"], codec)
     except InputError as exc:
         problems.append(f"{loc}.output: {exc}")
-    if not storage.exists(f["input"]):
-        problems.append(f"{loc}.input: {f['input']}: no such file")
-    if not storage.writable_dir(f["output"]):
-        problems.append(f"{loc}.output: {f['output']}: output directory does not exist")
+    for key, check in (("input", storage.check_readable), ("output", storage.check_writable)):
+        try:
+            check(f[key])
+        except FilmcolorError as exc:
+            problems.append(f"{loc}.{key}: {exc}")
     exemplars = []
     ex_doc = f.get("exemplars") or []
     if not isinstance(ex_doc, list) or not ex_doc:
@@ -145,8 +148,7 @@ def check_frames(manifest: Manifest) -> None:
     problems = []
     for i, film in enumerate(manifest.films):
         try:
-            with storage.local_copy(film.input) as path:
-                info = probe(path)
+            info = probe(film.input)
         except FilmcolorError as exc:
             problems.append(f"films[{i}].input: {exc}")
             continue

@@ -13,11 +13,13 @@ from __future__ import annotations
 import logging
 import os
 import threading
-import time
 
 import pyarrow as pa
 
 from pipeline import log
+
+
+PASSED_ENV = ("AWS_ENDPOINT_URL", "AWS_REGION", "AWS_DEFAULT_REGION")
 
 
 def init_ray(address: str | None = None, workers: int | None = None) -> None:
@@ -29,7 +31,11 @@ def init_ray(address: str | None = None, workers: int | None = None) -> None:
     address = address or os.environ.get("RAY_ADDRESS")
     # The library code must be importable on the workers (also on a remote cluster).
     root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-    runtime_env = {"env_vars": {"PYTHONPATH": root + os.pathsep + os.environ.get("PYTHONPATH", "")}}
+    env = {"PYTHONPATH": root + os.pathsep + os.environ.get("PYTHONPATH", "")}
+    # Storage settings every worker must share (never credentials: those come from each
+    # node's own credential chain, or are inherited from this process by a local cluster).
+    env.update({k: v for k, v in os.environ.items() if k in PASSED_ENV or k.startswith("FILMCOLOR_")})
+    runtime_env = {"env_vars": env}
     kwargs = dict(include_dashboard=False, logging_level=logging.WARNING, log_to_driver=True,
                   runtime_env=runtime_env)
     if address:

@@ -11,7 +11,6 @@ from __future__ import annotations
 import csv
 import json
 import os
-import tempfile
 from fractions import Fraction
 
 CSV_COLUMNS = ["scene", "start_frame", "end_frame", "start_time", "end_time",
@@ -75,12 +74,13 @@ def rows(scenes, info) -> list[dict]:
 
 
 def _atomic_write(out: str, writer) -> None:
-    d = os.path.dirname(os.path.abspath(out))
-    fd, tmp = tempfile.mkstemp(prefix=".scenes-", suffix=os.path.splitext(out)[1], dir=d)
-    os.close(fd)
+    """Written to a staging file (beside a local `out`, in scratch for S3), then published."""
+    from pipeline import storage
+
+    tmp = storage.staging_path(out, os.path.splitext(out)[1])
     try:
         writer(tmp)
-        os.replace(tmp, out)
+        storage.publish(tmp, out)
     except BaseException:
         if os.path.exists(tmp):
             os.unlink(tmp)

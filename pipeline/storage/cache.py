@@ -1,0 +1,109 @@
+"""A per-node read-through cache of S3 objects (the alternative read strategy).
+
+An object is downloaded once per node, keyed by URI + ETag (a replaced film is a new
+entry), and shared by every actor on that node. Safe under concurrent actors: one holds
+an exclusive `flock` on the entry's lock file while downloading to a private temp name
+and renames it into place; the others wait on the lock and then find the entry. Readers
+open the file before eviction can touch it (an unlinked open file stays readable on
+POSIX). Entries are evicted least recently used first when the cache is over its size.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import hashlib
+import os
+import tempfile
+
+from pipeline import log
+from pipeline.storage import s3
+from pipeline.storage.rangeio import ReadStats, head
+
+ENV_DIR = "FILMCOLOR_CACHE_DIR"
+ENV_BYTES = "FILMCOLOR_CACHE_BYTES"
+DEFAULT_BYTES = 200 << 30
+
+
+def cache_dir() -> str:
+    return os.environ.get(ENV_DIR) or os.path.join(tempfile.gettempdir(), "filmcolor-cache")
+
+
+def cache_limit() -> int:
+    return int(os.environ.get(ENV_BYTES) or DEFAULT_BYTES)
+
+
+def open_cached(uri: str):
+    """An open binary file with `uri`'s content, from this node's cache."""
+    size, etag = head(uri)
+    root = cache_dir()
+    os.makedirs(root, exist_ok=True)
+    name = hashlib.sha256(f"{uri}\0{etag}".encode()).hexdigest()[:32]
+    path = os.path.join(root, name + ".obj")
+    with open(os.path.join(root, name + ".lock"), "a+b") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        try:
+            f = _open_entry(path, size)
+            if f is None:
+                _download(uri, path, size, etag)
+                f = open(path, "rb")
+        finally:
+            fcntl.flock(lock, fcntl.LOCK_UN)
+    _evict(root, keep=path)
+    return f
+
+
+def _open_entry(path: str, size: int):
+    try:
+        f = open(path, "rb")
+    except FileNotFoundError:
+        return None
+    if os.fstat(f.fileno()).st_size != size:
+        f.close()
+        os.remove(path)
+        return None
+    os.utime(path)  # recency for eviction
+    return f
+
+
+def _download(uri: str, path: str, size: int, etag: str) -> None:
+    bucket, key = s3.split(uri)
+    tmp = f"{path}.partial-{os.getpid()}"
+    try:
+        s3.client().download_file(bucket, key, tmp, ExtraArgs={"IfMatch": etag} if etag else None)
+        if os.path.getsize(tmp) != size:
+            raise s3.StorageError(uri, "download incomplete")
+        ReadStats.add(size)
+        os.replace(tmp, path)
+    except s3.StorageError:
+        raise
+    except Exception as exc:  # noqa: BLE001 - described in words
+        if s3.is_not_found(exc):
+            raise s3.refine_not_found(uri, False) from None
+        raise s3.wrap(exc, uri) from None
+    finally:
+        if os.path.exists(tmp):
+            os.remove(tmp)
+
+
+def _evict(root: str, keep: str) -> None:
+    entries = []
+    for name in os.listdir(root):
+        if name.endswith(".obj"):
+            p = os.path.join(root, name)
+            try:
+                st = os.stat(p)
+            except FileNotFoundError:
+                continue
+            entries.append((st.st_mtime, st.st_size, p))
+    total = sum(e[1] for e in entries)
+    for _, size, p in sorted(entries):
+        if total <= cache_limit():
+            break
+        if p == keep:
+            continue
+        try:
+            os.remove(p)
+            total -= size
+            log.debug("cache: evicted %s", os.path.basename(p))
+        except FileNotFoundError:
+            pass
