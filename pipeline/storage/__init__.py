@@ -73,17 +73,16 @@ def exists(uri: str) -> bool:
     (access denied, no such bucket, unreachable) raises StorageError."""
     if not is_s3(uri):
         return os.path.exists(uri)
-    bucket, key = _check_uri(uri)
+    from pipeline.storage.rangeio import head
+
+    _check_uri(uri)
     try:
-        s3.client().head_object(Bucket=bucket, Key=key)
+        head(uri)
         return True
-    except Exception as exc:  # noqa: BLE001 - described in words
-        if s3.is_not_found(exc):
-            err = s3.refine_not_found(uri, False)
-            if err.reason == "no such key":
-                return False
-            raise err from None
-        raise s3.wrap(exc, uri) from None
+    except StorageError as err:
+        if err.reason == "no such key":
+            return False
+        raise
 
 
 def check_readable(uri: str) -> None:
@@ -174,7 +173,7 @@ def check_writable(uri: str) -> None:
     try:
         upload = c.create_multipart_upload(Bucket=bucket, Key=key)["UploadId"]
     except Exception as exc:  # noqa: BLE001
-        if s3.is_not_found(exc):
+        if s3.is_not_found(exc) or _code(exc) == "NoSuchBucket":
             raise StorageError(f"s3://{bucket}/", "no such bucket", True) from None
         raise s3.wrap(exc, f"s3://{bucket}/" if _is_denied(exc) else uri, True) from None
     try:
@@ -183,9 +182,12 @@ def check_writable(uri: str) -> None:
         raise s3.wrap(exc, uri, True) from None
 
 
+def _code(exc: BaseException) -> str:
+    return str((getattr(exc, "response", None) or {}).get("Error", {}).get("Code", ""))
+
+
 def _is_denied(exc: BaseException) -> bool:
-    code = str(getattr(exc, "response", {}).get("Error", {}).get("Code", ""))
-    return code in ("AccessDenied", "403", "InvalidAccessKeyId", "SignatureDoesNotMatch")
+    return _code(exc) in ("AccessDenied", "403", "InvalidAccessKeyId", "SignatureDoesNotMatch")
 
 
 def makedirs(uri: str) -> None:
@@ -213,7 +215,7 @@ def write_bytes(uri: str, data: bytes) -> None:
 
 
 def _write_error(exc: BaseException, uri: str) -> StorageError:
-    if s3.is_not_found(exc) or str(getattr(exc, "response", {}).get("Error", {}).get("Code", "")) == "NoSuchBucket":
+    if s3.is_not_found(exc) or _code(exc) == "NoSuchBucket":
         bucket, _ = s3.split(uri)
         return StorageError(f"s3://{bucket}/", "no such bucket")
     return s3.wrap(exc, uri)

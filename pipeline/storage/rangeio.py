@@ -135,8 +135,20 @@ def head(uri: str, user_input: bool = False) -> tuple[int, str]:
     except Exception as exc:  # noqa: BLE001 - described in words
         if s3.is_not_found(exc):
             raise s3.refine_not_found(uri, user_input) from None
-        raise s3.wrap(exc, uri, user_input) from None
+        raise s3.wrap(_with_body(exc, bucket, key), uri, user_input) from None
     return int(r["ContentLength"]), r.get("ETag", "")
+
+
+def _with_body(exc: BaseException, bucket: str, key: str) -> BaseException:
+    """A HEAD error has no body, so a 403 cannot say whether the key is unknown, the
+    secret wrong or access denied: ask again with a 1-byte GET, whose error has a code."""
+    if (getattr(exc, "response", None) or {}).get("Error", {}).get("Code") != "403":
+        return exc
+    try:
+        s3.client().get_object(Bucket=bucket, Key=key, Range="bytes=0-0")
+    except Exception as detailed:  # noqa: BLE001
+        return detailed
+    return exc
 
 
 def fetch(uri: str, start: int, end: int, etag: str | None = None, attempts: int | None = None) -> bytes:

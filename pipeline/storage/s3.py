@@ -67,12 +67,21 @@ def client():
     """The process's S3 client for the current settings (boto3 clients are thread-safe;
     making one costs ~50 ms, so actors reuse it)."""
     settings = ClientSettings.from_env()
-    key = (os.getpid(), settings)
+    key = (os.getpid(), settings, _credentials_fingerprint())
     with _lock:
         c = _clients.get(key)
         if c is None:
             c = _clients[key] = _make_client(settings)
         return c
+
+
+def _credentials_fingerprint() -> str:
+    """Changes when the credentials in the environment change (a new client is needed);
+    a digest, so the secret itself is not even kept in the cache key."""
+    import hashlib
+
+    names = ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_SESSION_TOKEN", "AWS_PROFILE")
+    return hashlib.sha256("\0".join(os.environ.get(n, "") for n in names).encode()).hexdigest()
 
 
 def _make_client(s: ClientSettings):
@@ -192,7 +201,8 @@ def refine_not_found(uri: str, user_input: bool) -> StorageError:
     try:
         client().head_bucket(Bucket=bucket)
     except Exception as exc:  # noqa: BLE001 - any failure is described in words
-        if is_not_found(exc) or getattr(exc, "response", {}).get("Error", {}).get("Code") == "NoSuchBucket":
+        code = str((getattr(exc, "response", None) or {}).get("Error", {}).get("Code", ""))
+        if is_not_found(exc) or code == "NoSuchBucket":
             return StorageError(f"s3://{bucket}/", "no such bucket", user_input)
         return wrap(exc, f"s3://{bucket}/", user_input)
     return StorageError(uri, "no such key", user_input)
