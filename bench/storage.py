@@ -237,7 +237,7 @@ def job(film: str, specs: list[str], out: str, model: str) -> float:
 def run_jobs(args, d: str) -> None:
     from bench.throughput import make_film
     from pipeline import storage
-    from pipeline.raydata import init_ray
+    from pipeline.cluster import init_ray
 
     w, h = (int(x) for x in args.job_size.split("x"))
     film, specs = make_film(d, w, h, args.job_frames)

@@ -24,7 +24,7 @@ import av  # noqa: E402
 from pipeline.codecs import FFV1_OPTIONS  # noqa: E402
 from pipeline.colorize import ColorizeConfig  # noqa: E402
 from pipeline.job import FilmJob, JobConfig, parse_exemplars, run_film  # noqa: E402
-from pipeline.raydata import init_ray  # noqa: E402
+from pipeline.cluster import init_ray  # noqa: E402
 from pipeline.record import read_table  # noqa: E402
 from pipeline.synth import SynthScene, save_png, write_film  # noqa: E402
 

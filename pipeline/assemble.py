@@ -186,3 +186,26 @@ def _other_packets(src, copies: dict, transcodes: dict) -> Iterator:
                     for out_pkt in enc.encode(rf):
                         yield (_dts_time(out_pkt), 1 << 60 | order, out_pkt)
                         order += 1
+
+
+def publish_film(info: FilmInfo, codec: str, segments: list[tuple[Shard, str]], output: str) -> tuple[list[str], str]:
+    """The assembly stage: segments (from the run directory, local or S3) -> the film at
+    `output`, built in staging (beside a local output, node scratch for S3) and made
+    visible whole. Returns (warnings, sha256). Nothing is left at `output` or in scratch
+    on failure."""
+    import dataclasses
+    import os
+
+    from pipeline import storage
+    from pipeline.codecs import muxer_for, output_spec
+
+    spec = dataclasses.replace(output_spec(info, codec), container=muxer_for(output))
+    staging = storage.staging_path(output, os.path.splitext(output)[1])
+    try:
+        warnings = assemble(info, spec, [Segment(s, uri) for s, uri in segments], staging)
+        sha = storage.file_sha256(staging)
+        storage.publish(staging, output, sha)
+    finally:
+        if os.path.exists(staging):
+            os.remove(staging)
+    return warnings, sha

@@ -62,8 +62,9 @@ def colorize(
     job = FilmJob(film_id_of(input), input, output, parse_exemplars(exemplar), run_dir)
     cfg = JobConfig(workers=workers, address=address, codec=codec, colorize=ColorizeConfig(model=model))
     result = run_film(job, cfg)
-    typer.echo(f"{result.output}: {result.frames} frames in {result.seconds:.1f}s "
-               f"({result.shards} shards); run record: {result.run_dir}")
+    what = "already published, unchanged" if result.status == "skipped" else \
+        f"{result.frames} frames in {result.seconds:.1f}s ({result.shards} shards)"
+    typer.echo(f"{result.output}: {what}; run record: {result.run_dir}")
 
 
 @app.command()
@@ -80,7 +81,7 @@ def run(
 
     _setup(verbose, endpoint_url)
     for r in run_manifest(manifest, run_dir, JobConfig(workers=workers, address=address)):
-        typer.echo(f"{r.film_id}: {r.output} ({r.frames} frames, {r.seconds:.1f}s)")
+        typer.echo(f"{r.film_id}: {r.output} ({r.status}, {r.frames} frames, {r.seconds:.1f}s)")
 
 
 @app.command()

@@ -27,7 +27,7 @@ from pipeline.model import create
 from pipeline.model.upsample import downsize, guided_upsample, work_size
 from pipeline.shard import Run, Shard, propagation_runs
 
-ProgressFn = Callable[[str, int], None]  # (film_id, frames done since last call)
+ProgressFn = Callable[[str, str, int], None]  # (film_id, shard_id, frames of the shard done so far)
 
 
 @dataclass(frozen=True)
@@ -55,16 +55,20 @@ def shard_row(shard: Shard, *, input_path: str, codec: str, exemplar_images: lis
 class ColorizeStage:
     def __init__(self, cfg: ColorizeConfig, progress: ProgressFn | None = None):
         self.cfg = cfg
-        self.progress = progress or (lambda film, n: None)
+        self.progress = progress or (lambda film, shard, n: None)
         self.model = None
+        self._models: dict = {}
         self._films: dict[str, FilmInfo] = {}
         self._images: dict[str, tuple[np.ndarray, str]] = {}
 
     def setup(self) -> None:
         storage.sweep_scratch()  # what killed actors on this node left behind
-        self.model = create(self.cfg.model, threads=self.cfg.threads)
+        self.model = self._models[self.cfg.model] = create(self.cfg.model, threads=self.cfg.threads)
 
     def process(self, row: dict) -> dict:
+        """Colour one shard. With `row["record"]` and `row["journal_uri"]` (a run), the
+        outcome is written to the journal here, right after the segment is stored: the
+        shard is durable even if the driver dies before it hears back."""
         t0 = time.perf_counter()
         result = {"shard_id": row["shard_id"], "status": "failed", "error": "", "segment_sha256": "",
                   "frames": 0, "seconds": 0.0}
@@ -82,12 +86,18 @@ class ColorizeStage:
                     os.remove(staging)
             result.update(status="done", frames=frames, segment_sha256=sha)
         except Exception as exc:  # noqa: BLE001 - recorded in the run record, never raised to Ray
-            log.error("shard %s (scene %d) failed: %s", row["shard_id"], row["scene"], exc)
-            log.debug("%s", traceback.format_exc())
-            result["error"] = f"{type(exc).__name__}: {exc}"
+            log.debug("shard %s failed: %s", row["shard_id"], traceback.format_exc())
+            result["error"] = _error_text(exc)
         result["seconds"] = round(time.perf_counter() - t0, 3)
         result["peak_rss_mb"] = round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1)
-        return result
+        if "record" not in row:
+            return result
+        record = {**row["record"], **{k: v for k, v in result.items() if k != "shard_id"}}
+        try:
+            _journal(row["journal_uri"], record)
+        except Exception as exc:  # noqa: BLE001 - the driver writes the row instead
+            record["error"] = record["error"] or f"journal: {_error_text(exc)}"
+        return record
 
     def _film(self, row: dict) -> FilmInfo:
         """The driver's probe result (saved beside the segments), else a fresh probe."""
@@ -102,6 +112,10 @@ class ColorizeStage:
         return self._images[uri]
 
     def _colour_shard(self, row: dict, segment_file: str) -> int:
+        name = row.get("model") or self.cfg.model  # a manifest may give a film its own model
+        if name not in self._models:
+            self._models[name] = create(name, threads=self.cfg.threads)
+        self.model = self._models[name]
         info = self._film(row)
         spec = output_spec(info, row["codec"])
         size = work_size(info.width, info.height, self.cfg.max_side)
@@ -175,17 +189,31 @@ class ColorizeStage:
                 code = chroma_to_code(c, spec)
                 writer.write(convert_luma(y, info, spec), code[0], code[1])
                 pending += 1
-                if pending == 25:
-                    self.progress(shard.film_id, pending)
-                    pending = 0
+                if pending % 25 == 0:
+                    self.progress(shard.film_id, shard.shard_id, pending)
             writer.close()
-            self.progress(shard.film_id, pending)
+            self.progress(shard.film_id, shard.shard_id, pending)
         except BaseException:
             writer.abort()
             raise
         if writer.frames != shard.frames:
             raise RuntimeError(f"segment has {writer.frames} frames, expected {shard.frames}")
         return writer.frames
+
+
+def _error_text(exc: BaseException) -> str:
+    """One line for the run record: our own errors as they are, others with their type."""
+    from pipeline.errors import FilmcolorError
+
+    text = str(exc).splitlines()[0] if str(exc) else ""
+    return text if isinstance(exc, FilmcolorError) else f"{type(exc).__name__}: {text}"
+
+
+def _journal(uri: str, record: dict) -> None:
+    import json
+
+    storage.makedirs(storage.parent(uri))
+    storage.write_bytes(uri, json.dumps(record, sort_keys=True).encode())
 
 
 def work_luma(y: np.ndarray, info: FilmInfo, size: tuple[int, int]) -> np.ndarray:

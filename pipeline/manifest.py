@@ -16,7 +16,7 @@ import yaml
 from pipeline import storage
 from pipeline.codecs import CONTAINERS, codec_for
 from pipeline.errors import FilmcolorError, InputError
-from pipeline.exemplar import ExemplarSpec, load_rgb, resolve_frame
+from pipeline.exemplar import ExemplarSpec, load_rgb
 
 TOP_KEYS = {"version", "defaults", "films"}
 DEFAULT_KEYS = {"codec", "model", "workers"}
@@ -139,26 +139,6 @@ def _film(f, loc: str, defaults: dict, seen: dict, problems: list[str]) -> FilmE
             problems.append(f"{eloc}.image: {exc}")
         exemplars.append(ExemplarSpec(e["image"], at))
     return FilmEntry(f["id"], f["input"], f["output"], exemplars, codec, f.get("model", defaults.get("model")))
-
-
-def check_frames(manifest: Manifest) -> None:
-    """Probe every film and resolve every exemplar frame, all before any work starts."""
-    from pipeline.io import probe
-
-    problems = []
-    for i, film in enumerate(manifest.films):
-        try:
-            info = probe(film.input)
-        except FilmcolorError as exc:
-            problems.append(f"films[{i}].input: {exc}")
-            continue
-        for j, ex in enumerate(film.exemplars):
-            try:
-                resolve_frame(ex.at, info)
-            except InputError as exc:
-                problems.append(f"films[{i}].exemplars[{j}]: {exc}")
-    if problems:
-        raise ManifestError(manifest.path, problems)
 
 
 def default_run_dir(path: str) -> str:

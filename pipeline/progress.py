@@ -1,8 +1,13 @@
-"""A progress display for long work: frames done of total per film, rate and ETA.
+"""A progress display for long runs: a line per film at work and one overall line.
 
-One line per film, redrawn in place on a terminal (and printed every 10 s otherwise, so
-logs stay readable). Ray's own progress bars are switched off by the job so the two do
-not fight over the terminal.
+    reel1: colouring 412/960 frames (42.9%)
+    reel2: planning
+    films 1/4 done, 0 failed · 1,372/3,840 frames · 2.3 h of film per hour · ETA 00:04:10
+
+On a terminal the block is redrawn in place; otherwise it is printed every 10 s, so logs
+stay readable. A film that ends prints its own line once. Frames are set, never added:
+the caller reports what is durable plus what is in flight per shard, so a retried shard
+cannot be counted twice.
 """
 
 from __future__ import annotations
@@ -13,49 +18,77 @@ import time
 
 
 class Progress:
-    def __init__(self, totals: dict[str, int], stream=None, interval: float = 1.0):
+    def __init__(self, totals: dict[str, int], stream=None, interval: float = 1.0,
+                 rates: dict[str, float] | None = None):
         self.totals = dict(totals)
+        self.rates = dict(rates or {})  # film frames per second (for hours of film per hour)
         self.done = {k: 0 for k in totals}
+        self.status = {k: "queued" for k in totals}
         self.stream = stream or sys.stderr
         self.tty = getattr(self.stream, "isatty", lambda: False)()
         self.interval = interval if self.tty else 10.0
         self._t0 = time.monotonic()
+        self._start_done: int | None = None  # frames already done when the run began
         self._last = 0.0
+        self._drawn = 0  # lines of the block on screen (tty)
         self._lock = threading.Lock()
 
-    def add(self, film_id: str, frames: int) -> None:
+    def set(self, film_id: str, frames: int, status: str | None = None) -> None:
         with self._lock:
-            self.done[film_id] = min(self.totals.get(film_id, 0), self.done.get(film_id, 0) + frames)
+            self.done[film_id] = max(0, min(frames, self.totals.get(film_id, frames)))
+            if status and status != self.status.get(film_id):
+                old, self.status[film_id] = self.status.get(film_id), status
+                if status in ("done", "failed", "skipped") and old not in ("done", "failed", "skipped"):
+                    self._print(f"{film_id}: {status} ({self.done[film_id]}/{self.totals.get(film_id, 0)} frames)")
         self.draw()
 
-    def set(self, film_id: str, frames: int) -> None:
-        with self._lock:
-            self.done[film_id] = frames
-        self.draw()
+    def add(self, film_id: str, frames: int) -> None:
+        self.set(film_id, self.done.get(film_id, 0) + frames)
 
     def line(self, film_id: str) -> str:
         done, total = self.done.get(film_id, 0), self.totals.get(film_id, 0)
-        elapsed = max(1e-6, time.monotonic() - self._t0)
-        rate = done / elapsed
-        eta = (total - done) / rate if rate > 0 else float("inf")
-        eta_s = "--:--" if eta == float("inf") else time.strftime("%H:%M:%S", time.gmtime(eta))
         pct = 100.0 * done / total if total else 100.0
-        return f"{film_id}: {done}/{total} frames ({pct:5.1f}%) {rate:6.1f} fps ETA {eta_s}"
+        return f"{film_id}: {self.status.get(film_id, '')} {done}/{total} frames ({pct:5.1f}%)"
+
+    def overall(self) -> str:
+        done, total = sum(self.done.values()), sum(self.totals.values())
+        if self._start_done is None:
+            self._start_done = done
+        elapsed = max(1e-6, time.monotonic() - self._t0)
+        rate = (done - self._start_done) / elapsed  # frames coloured in this run per second
+        eta = (total - done) / rate if rate > 0 else float("inf")
+        eta_s = "--:--:--" if eta == float("inf") else time.strftime("%H:%M:%S", time.gmtime(eta))
+        film_s = sum((self.done[f] - 0) / self.rates[f] for f in self.done if self.rates.get(f))
+        hph = f" · {film_s / elapsed:.2f} h of film per hour" if self.rates else ""
+        n_done = sum(1 for s in self.status.values() if s in ("done", "skipped"))
+        n_failed = sum(1 for s in self.status.values() if s == "failed")
+        return (f"films {n_done}/{len(self.totals)} done, {n_failed} failed · {done:,}/{total:,} frames "
+                f"· {rate:.1f} fps{hph} · ETA {eta_s}")
+
+    def _active(self) -> list[str]:
+        return [f for f, s in self.status.items() if s in ("planning", "colouring", "assembling")]
 
     def draw(self, force: bool = False) -> None:
         now = time.monotonic()
         if not force and now - self._last < self.interval:
             return
         self._last = now
-        text = " | ".join(self.line(f) for f in self.totals)
-        if self.tty:
-            self.stream.write("\r\033[K" + text)
-        else:
-            self.stream.write(text + "\n")
+        lines = [self.line(f) for f in self._active()[:8]] + [self.overall()]
+        with self._lock:
+            if self.tty:
+                up = f"\033[{self._drawn}F" if self._drawn else "\r"
+                self.stream.write(up + "".join(f"\033[K{l}\n" for l in lines))
+                self._drawn = len(lines)
+            else:
+                self.stream.write("\n".join(lines) + "\n")
+            self.stream.flush()
+
+    def _print(self, text: str) -> None:
+        if self.tty and self._drawn:
+            self.stream.write(f"\033[{self._drawn}F\033[J")
+            self._drawn = 0
+        self.stream.write(text + "\n")
         self.stream.flush()
 
     def close(self) -> None:
         self.draw(force=True)
-        if self.tty:
-            self.stream.write("\n")
-            self.stream.flush()

@@ -36,7 +36,8 @@ FILMS_SCHEMA = pa.schema([
     ("film_id", pa.string()), ("input", pa.string()), ("output", pa.string()), ("status", pa.string()),
     ("error", pa.string()), ("frames", pa.int64()), ("width", pa.int32()), ("height", pa.int32()),
     ("pix_fmt", pa.string()), ("codec", pa.string()), ("model", MODEL_TYPE), ("exemplars", pa.list_(pa.string())),
-    ("exemplar_frames", pa.list_(pa.int64())), ("warnings", pa.list_(pa.string())),
+    ("exemplar_frames", pa.list_(pa.int64())), ("exemplar_sha256", pa.list_(pa.string())),
+    ("warnings", pa.list_(pa.string())),
     ("output_sha256", pa.string()), ("seconds", pa.float64()),
     ("scan_seconds", pa.float64()), ("colorize_seconds", pa.float64()), ("assemble_seconds", pa.float64()),
 ])
@@ -64,9 +65,12 @@ def read_table(run_dir: str, name: str) -> list[dict]:
 
 def merge_rows(old: list[dict], new: list[dict], key: str, scope: tuple[str, str] | None = None) -> list[dict]:
     """Rows of `new` replace rows of `old` with the same key; rows of other films are kept.
-    `scope` = (column, value): old rows with that value are dropped unless re-sent."""
-    new_keys = {r[key] for r in new}
-    kept = [r for r in old if r[key] not in new_keys and (scope is None or r.get(scope[0]) != scope[1])]
+    `scope` = (column, value): all old rows with that value are replaced by `new`."""
+    if scope is not None:
+        kept = [r for r in old if r.get(scope[0]) != scope[1]]
+    else:
+        new_keys = {r[key] for r in new}
+        kept = [r for r in old if r[key] not in new_keys]
     return kept + new
 
 

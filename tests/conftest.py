@@ -20,7 +20,7 @@ def ray_cluster():
     """A real local Ray cluster with 2 CPUs, started once for the session."""
     import ray
 
-    from pipeline.raydata import init_ray
+    from pipeline.cluster import init_ray
 
     init_ray(workers=2)
     yield ray
@@ -51,7 +51,7 @@ def read_only(path: str) -> None:
 #
 # Ordering with Ray: a Ray worker sees the os.environ of the process at ray.init() time
 # only (checked: variables set in the driver after init_ray() are missing in tasks, even in
-# workers and actors spawned later; pipeline.raydata.init_ray also snapshots
+# workers and actors spawned later; pipeline.cluster.init_ray also snapshots
 # AWS_ENDPOINT_URL/AWS_REGION into its runtime_env then).  So the AWS_* variables must be in
 # os.environ before ray_cluster starts.  Two guards, without touching ray_cluster itself:
 #  1. pytest_fixture_setup below: when ray_cluster is about to be set up and any selected test
@@ -111,7 +111,7 @@ def _reinit_ray_if_running() -> None:
         return
     import warnings
 
-    from pipeline.raydata import init_ray
+    from pipeline.cluster import init_ray
 
     cpus = int(ray.cluster_resources().get("CPU", 0)) or None
     warnings.warn("s3_server: Ray was already running; restarting it so that its workers "

@@ -50,17 +50,19 @@ def split_ranges(n: int, parts: int) -> list[tuple[int, int]]:
     return [(edges[i], edges[i + 1]) for i in range(parts) if edges[i + 1] > edges[i]]
 
 
-def _remote_features():
+def _remote_features(num_cpus: float = 1):
     import ray
 
-    @ray.remote(num_cpus=1, max_retries=2)
+    @ray.remote(max_retries=2)
     def _task(info, start, end, config):
         return range_features(info, start, end, config)
 
-    return _task
+    # A scan running beside the colour actors asks for no CPU slot (they hold them all);
+    # it shares the cores with them instead of waiting for them.
+    return _task.options(num_cpus=num_cpus)
 
 
-def features_for(info, config: SceneConfig, ranges: int | None = None) -> Features:
+def features_for(info, config: SceneConfig, ranges: int | None = None, task_cpus: float = 1) -> Features:
     """Merged features of the whole film: Ray tasks over time ranges if Ray is up."""
     n = info.frame_count
     parts = None
@@ -73,7 +75,7 @@ def features_for(info, config: SceneConfig, ranges: int | None = None) -> Featur
     if use_ray:
         if ranges is None:
             ranges = max(1, int(ray.cluster_resources().get("CPU", 1)))
-        task = _remote_features()
+        task = _remote_features(task_cpus)
         refs = [task.remote(info, s, e, config) for s, e in split_ranges(n, ranges)]
         parts = ray.get(refs)
     else:
@@ -105,7 +107,8 @@ def scenes_from_features(f: Features, config: SceneConfig) -> list[Scene]:
     return out
 
 
-def scan_scenes(path: str, info, config: SceneConfig | None = None, ranges: int | None = None) -> list[Scene]:
+def scan_scenes(path: str, info, config: SceneConfig | None = None, ranges: int | None = None,
+                task_cpus: float = 1) -> list[Scene]:
     """Scenes covering [0, info.frame_count) exactly, contiguous, sorted.
 
     If ray.is_initialized(), the film's time ranges are scanned as parallel Ray tasks
@@ -121,4 +124,4 @@ def scan_scenes(path: str, info, config: SceneConfig | None = None, ranges: int 
         info = dataclasses.replace(info, path=path)
     if info.frame_count == 0:
         return []
-    return scenes_from_features(features_for(info, config, ranges), config)
+    return scenes_from_features(features_for(info, config, ranges, task_cpus), config)

@@ -30,7 +30,7 @@ from pipeline.storage.s3 import StorageError
 
 __all__ = ["StorageError", "is_s3", "join", "parent", "exists", "read_bytes", "write_bytes", "open_read",
            "put_file", "publish", "staging_path", "makedirs", "file_sha256", "stored_sha256", "check_readable",
-           "check_writable", "configure", "scratch_dir", "sweep_scratch", "remove"]
+           "check_writable", "configure", "scratch_dir", "sweep_scratch", "remove", "listdir"]
 
 ENV_READ = "FILMCOLOR_S3_READ"  # "range" (default) | "cache"
 SHA_META = "sha256"
@@ -275,6 +275,25 @@ def publish(local_path: str, dest: str, sha256: str | None = None) -> str:
         put_file(local_path, dest, sha256)
         os.remove(local_path)
     return sha256
+
+
+def listdir(uri: str) -> list[str]:
+    """Names of the files directly under `uri` (a directory or an S3 prefix); [] if none."""
+    if not is_s3(uri):
+        try:
+            return sorted(n for n in os.listdir(uri) if os.path.isfile(os.path.join(uri, n)))
+        except (FileNotFoundError, NotADirectoryError):
+            return []
+    bucket, key = _check_uri(uri)
+    prefix = key.rstrip("/") + "/"
+    names = []
+    try:
+        for page in s3.client().get_paginator("list_objects_v2").paginate(Bucket=bucket, Prefix=prefix,
+                                                                          Delimiter="/"):
+            names += [o["Key"][len(prefix):] for o in page.get("Contents", []) or []]
+    except Exception as exc:  # noqa: BLE001
+        raise _write_error(exc, uri) from None
+    return sorted(names)
 
 
 def remove(uri: str) -> None:
