@@ -188,7 +188,8 @@ def _other_packets(src, copies: dict, transcodes: dict) -> Iterator:
                         order += 1
 
 
-def publish_film(info: FilmInfo, codec: str, segments: list[tuple[Shard, str]], output: str) -> tuple[list[str], str]:
+def publish_film(info: FilmInfo, codec: str, segments: list[tuple[Shard, str]], output: str,
+                 part_size: int | None = None) -> tuple[list[str], str]:
     """The assembly stage: segments (from the run directory, local or S3) -> the film at
     `output`, built in staging (beside a local output, node scratch for S3) and made
     visible whole. Returns (warnings, sha256). Nothing is left at `output` or in scratch
@@ -204,7 +205,7 @@ def publish_film(info: FilmInfo, codec: str, segments: list[tuple[Shard, str]], 
     try:
         warnings = assemble(info, spec, [Segment(s, uri) for s, uri in segments], staging)
         sha = storage.file_sha256(staging)
-        storage.publish(staging, output, sha)
+        storage.publish(staging, output, sha, part_size)
     finally:
         if os.path.exists(staging):
             os.remove(staging)

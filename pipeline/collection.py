@@ -15,10 +15,12 @@ from __future__ import annotations
 
 import dataclasses
 import functools
+import os
 import time
 from dataclasses import dataclass, field
 
 from pipeline import cluster, log, storage
+from pipeline.storage import s3
 from pipeline.assemble import publish_film
 from pipeline.colorize import ColorizeStage, shard_row
 from pipeline.journal import Journal
@@ -201,8 +203,10 @@ class Collection:
         film.t_asm = time.perf_counter()
         shards = sorted(film.plan.shards, key=lambda s: s.index)
         segs = [(s, film.records[s.shard_id]["segment_uri"]) for s in shards]
+        # The driver's part-size setting, as data: the task's process has the run's env.
+        forced = os.environ.get(s3.ENV_PART_SIZE)
         self.refs[cluster.run_task(publish_film, film.prep.info, film.prep.codec, segs, film.prep.output,
-                                  here=True)] = \
+                                   int(forced) if forced else None, here=True)] = \
             ("assemble", film.prep.film_id)
 
     def _assembled(self, fid: str, ref) -> None:

@@ -37,6 +37,10 @@ class ColorizeConfig:
     warmup: int = 24
     threads: int = 0  # per actor; 0 = the cluster's CPUs shared out among the actors
     fault_scenes: tuple[int, ...] = field(default=())  # drills/tests: these scenes fail on purpose
+    # Drills/tests: the actor process is killed (SIGKILL) halfway through its first attempt
+    # at these scenes; `drill_dir` (shared by the nodes) remembers which attempt was first.
+    crash_scenes: tuple[int, ...] = field(default=())
+    drill_dir: str = ""
 
 
 def shard_row(shard: Shard, *, input_path: str, codec: str, exemplar_images: list[str],
@@ -98,6 +102,14 @@ class ColorizeStage:
         except Exception as exc:  # noqa: BLE001 - the driver writes the row instead
             record["error"] = record["error"] or f"journal: {_error_text(exc)}"
         return record
+
+    def _drill_crash(self, shard: Shard) -> None:
+        if shard.scene not in self.cfg.crash_scenes or not self.cfg.drill_dir:
+            return
+        marker = os.path.join(self.cfg.drill_dir, f"crashed-{shard.shard_id}")
+        if not os.path.exists(marker):
+            open(marker, "w").close()
+            os.kill(os.getpid(), 9)
 
     def _film(self, row: dict) -> FilmInfo:
         """The driver's probe result (saved beside the segments), else a fresh probe."""
@@ -189,6 +201,8 @@ class ColorizeStage:
                 code = chroma_to_code(c, spec)
                 writer.write(convert_luma(y, info, spec), code[0], code[1])
                 pending += 1
+                if pending == max(1, shard.frames // 2):
+                    self._drill_crash(shard)
                 if pending % 25 == 0:
                     self.progress(shard.film_id, shard.shard_id, pending)
             writer.close()

@@ -118,11 +118,16 @@ def test_rerun_from_s3_reuses_every_segment(s3_run, s3_server):
     result, bucket, out = s3_run
     films = read_table(result.run_dir, "films")
     specs = [f"{img}@{fr}" for img, fr in zip(films[0]["exemplars"], films[0]["exemplar_frames"])]
-    again = run_film(FilmJob("reel1", films[0]["input"], films[0]["output"], parse_exemplars(specs)),
-                     JobConfig(workers=2, progress=False, colorize=FLOW))
-    assert again.status == "done"
+    job = FilmJob("reel1", films[0]["input"], films[0]["output"], parse_exemplars(specs))
+    again = run_film(job, JobConfig(workers=2, progress=False, colorize=FLOW))
+    assert again.status == "skipped"  # published, its sha256 (object metadata) matches
+    bucket_, key = films[0]["output"][5:].split("/", 1)
+    s3_server.client().delete_object(Bucket=bucket_, Key=key)
+    rebuilt = run_film(job, JobConfig(workers=2, progress=False, colorize=FLOW))
+    assert rebuilt.status == "done"  # reassembled from the segments on S3
     shards = read_table(result.run_dir, "shards")
     assert all(s["attempts"] == 1 for s in shards)  # nothing coloured twice
+    assert s3_server.client().head_object(Bucket=bucket_, Key=key)["Metadata"]["sha256"] == _sha(out)
 
 
 def test_mixed_local_and_s3_paths(s3_server, s3_bucket, ray_cluster, film3, tmp_path, local_reference):

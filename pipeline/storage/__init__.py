@@ -228,9 +228,10 @@ def _checksum_args(sha_hex: str | None = None) -> dict:
     return {"ChecksumSHA256": base64.b64encode(bytes.fromhex(sha_hex)).decode()}
 
 
-def put_file(local_path: str, dest: str, sha256: str | None = None) -> str:
+def put_file(local_path: str, dest: str, sha256: str | None = None, part_size: int | None = None) -> str:
     """Store a finished local file at `dest`, visible only when whole; returns its sha256.
-    The local file is left in place (see `publish`)."""
+    The local file is left in place (see `publish`). `part_size`: multipart part size
+    (default: s3.part_size for the file's size)."""
     sha256 = sha256 or file_sha256(local_path)
     if not is_s3(dest):
         tmp = os.path.join(os.path.dirname(os.path.abspath(dest)), f".{os.path.basename(dest)}.partial-{os.getpid()}")
@@ -244,7 +245,8 @@ def put_file(local_path: str, dest: str, sha256: str | None = None) -> str:
                 os.remove(tmp)
         return sha256
     size = os.path.getsize(local_path)
-    if size <= s3.part_size(size):
+    part_size = part_size or s3.part_size(size)
+    if size <= part_size:
         bucket, key = _check_uri(dest)
         try:
             with open(local_path, "rb") as f:
@@ -255,16 +257,16 @@ def put_file(local_path: str, dest: str, sha256: str | None = None) -> str:
     else:
         from pipeline.storage.upload import multipart_upload
 
-        multipart_upload(local_path, dest, size, sha256)
+        multipart_upload(local_path, dest, size, sha256, part_size)
     return sha256
 
 
-def publish(local_path: str, dest: str, sha256: str | None = None) -> str:
+def publish(local_path: str, dest: str, sha256: str | None = None, part_size: int | None = None) -> str:
     """Move a finished local file to `dest` atomically; returns its sha256. Local: a rename
     on the same filesystem (staging_path puts it there). S3: uploaded whole."""
     sha256 = sha256 or file_sha256(local_path)
     if is_s3(dest):
-        put_file(local_path, dest, sha256)
+        put_file(local_path, dest, sha256, part_size)
         os.remove(local_path)
         return sha256
     if os.path.dirname(os.path.abspath(local_path)) == os.path.dirname(os.path.abspath(dest)):

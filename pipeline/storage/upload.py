@@ -15,7 +15,7 @@ from pipeline import log
 from pipeline.storage import s3
 
 
-def multipart_upload(local_path: str, uri: str, size: int, sha256: str) -> None:
+def multipart_upload(local_path: str, uri: str, size: int, sha256: str, psize: int | None = None) -> None:
     bucket, key = s3.split(uri)
     c = s3.client()
     _abort_leftovers(c, bucket, key)
@@ -30,7 +30,7 @@ def multipart_upload(local_path: str, uri: str, size: int, sha256: str) -> None:
             use_checksum = False
         else:
             raise s3.wrap(exc, uri) from None
-    psize = s3.part_size(size)
+    psize = psize or s3.part_size(size)
     parts = []
     try:
         with open(local_path, "rb") as f:
