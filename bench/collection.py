@@ -492,6 +492,35 @@ def durable_frames(run_dir: str, film_ids: list[str]) -> int:
         return -1
 
 
+RAY_EXIT_WAIT = 30.0
+AGENTS = ("ray::DashboardAgent", "ray::RuntimeEnvAgent")
+
+
+def _is_agent(p) -> bool:
+    try:
+        return any(a in " ".join(p.cmdline()) for a in AGENTS)
+    except Exception:  # noqa: BLE001 - gone already
+        return False
+
+
+def report_survivors(alive: list, agents: list) -> None:
+    """Ray's node agents outlive a SIGKILLed driver by ~60 s (they poll the raylet), and
+    anything else still there after RAY_EXIT_WAIT: named, then ended (ours, by pid)."""
+    import psutil
+
+    left = [p for p in alive + agents if p.is_running()]
+    names = []
+    for p in left:
+        try:
+            names.append(f"{p.pid} {' '.join(p.cmdline())[:60].strip()}")
+            p.kill()
+        except psutil.Error:
+            continue
+    if names:
+        print("  still alive after the driver's Ray workers, GCS and raylet were gone (killed now): "
+              + ", ".join(names), flush=True)
+
+
 def kill_at(proc: subprocess.Popen, run_dir: str, film_ids: list[str], target: int) -> tuple[int, float]:
     """SIGKILL the driver once `target` frames are durable; (frames durable, seconds
     until its Ray processes were gone). (-1, 0) if it finished first."""
@@ -500,13 +529,14 @@ def kill_at(proc: subprocess.Popen, run_dir: str, film_ids: list[str], target: i
     while proc.poll() is None:
         if durable_frames(run_dir, film_ids) >= target:
             kids = psutil.Process(proc.pid).children(recursive=True)
+            agents = [k for k in kids if _is_agent(k)]
             os.kill(proc.pid, signal.SIGKILL)
             proc.wait()
             t0 = time.perf_counter()
-            _, alive = psutil.wait_procs(kids, timeout=60)
-            if alive:
-                print(f"  {len(alive)} Ray process(es) still alive 60 s after the driver died", flush=True)
-            return durable_frames(run_dir, film_ids), time.perf_counter() - t0
+            _, alive = psutil.wait_procs([k for k in kids if k not in agents], timeout=RAY_EXIT_WAIT)
+            gone = time.perf_counter() - t0
+            report_survivors(alive, agents)
+            return durable_frames(run_dir, film_ids), gone
         time.sleep(0.2)
     return -1, 0.0
 

@@ -100,14 +100,21 @@ class ProgressSink:
         return out
 
 
-class _StageActor:
-    def __init__(self, stage_factory, sink):
-        report = (lambda film, shard, n: sink.report.remote(film, shard, n)) if sink is not None else None
-        self.stage = stage_factory(report)
-        self.stage.setup()
+def _actor_class(stage_factory, sink):
+    """The actor class, with the stage factory in its closure rather than as constructor
+    arguments: Ray keeps constructor arguments in the object store, where a restart after
+    the actor was killed might not find them; the class itself is kept by the cluster."""
 
-    def process(self, row: dict) -> dict:
-        return self.stage.process(row)
+    class StageActor:
+        def __init__(self):
+            report = (lambda film, shard, n: sink.report.remote(film, shard, n)) if sink is not None else None
+            self.stage = stage_factory(report)
+            self.stage.setup()
+
+        def process(self, row: dict) -> dict:
+            return self.stage.process(row)
+
+    return StageActor
 
 
 class StagePool:
@@ -117,8 +124,9 @@ class StagePool:
     def __init__(self, stage_factory: Callable, size: int, sink=None, num_cpus: float = 1, retries: int = 2):
         import ray
 
-        cls = ray.remote(_StageActor).options(num_cpus=num_cpus, max_restarts=retries, max_task_retries=retries)
-        self.actors = [cls.remote(stage_factory, sink) for _ in range(size)]
+        cls = ray.remote(_actor_class(stage_factory, sink)).options(num_cpus=num_cpus, max_restarts=retries,
+                                                                     max_task_retries=retries)
+        self.actors = [cls.remote() for _ in range(size)]
         self.idle = deque(self.actors)
         self.queue: deque = deque()
         self.inflight: dict = {}  # ref -> (actor, row)

@@ -230,8 +230,8 @@ class Collection:
         self.journal.record_film(self._film_row(film))
         self.journal.compact([film.prep.film_id])
         secs = time.perf_counter() - film.t0
-        log.info("%s: %s in %.1fs (%s)", film.prep.film_id, film.status, secs,
-                 ", ".join(f"{k} {v:.1f}s" for k, v in film.timings.items()))
+        parts = ", ".join(f"{k} {v:.1f}s" for k, v in film.timings.items())
+        log.info("%s: %s in %.1fs%s", film.prep.film_id, film.status, secs, f" ({parts})" if parts else "")
 
     # --- bookkeeping ---------------------------------------------------------------------
     def _published(self, film: _Film) -> bool:

@@ -1,6 +1,6 @@
 """A real multi-node Ray cluster on this machine: a submitted job survives losing a node.
 
-The cluster is three `ray start` daemons trees (a head and two worker nodes, 1 CPU each),
+The cluster is three `ray start` process trees (a head and two worker nodes, 1 CPU each),
 each with its own --temp-dir and ports, so it never touches /tmp/ray (where `ray.init()`
 without an address would find it: other tests' embedded clusters must not join it).
 
@@ -98,10 +98,8 @@ class LocalCluster:
     def __init__(self, root: str):
         self.root = root
         self.token = uuid.uuid4().hex[:16]
-        self.started: list[str] = []
         self.gcs_port, self.dash_port = _free_ports(2)
         self.dashboard = f"http://127.0.0.1:{self.dash_port}"
-        self.node_ids: dict[str, str] = {}
 
     # --- processes ------------------------------------------------------------------------
     def env(self, node: str) -> dict:
@@ -159,7 +157,8 @@ class LocalCluster:
             psutil.wait_procs(procs, timeout=5)
 
     # --- lifecycle ----------------------------------------------------------------------
-    def ray_start(self, node: str, args: list[str]) -> subprocess.CompletedProcess:
+    def ray_start(self, node: str, args: list[str]) -> subprocess.Popen:
+        """`ray start` for `node` (it daemonizes and returns); its output goes to a file."""
         temp = os.path.join(self.root, node)
         os.makedirs(temp, exist_ok=True)
         ports = _free_ports(7)
@@ -170,36 +169,46 @@ class LocalCluster:
                f"--runtime-env-agent-port={ports[4]}", f"--metrics-export-port={ports[5]}", *args]
         if "--head" in args:
             cmd.append(f"--ray-client-server-port={ports[6]}")
-        log = os.path.join(self.root, f"ray-start-{node}.log")
-        self.started.append(node)
-        with open(log, "w") as out:  # never a pipe: the daemons could keep it open
-            res = subprocess.run(cmd, env=self.env(node), stdin=subprocess.DEVNULL, stdout=out,
-                                 stderr=subprocess.STDOUT, start_new_session=True, timeout=240)
-        res.stdout = _tail(log)
-        return res
+        with open(self.start_log(node), "w") as out:  # never a pipe: the daemons could keep it open
+            return subprocess.Popen(cmd, env=self.env(node), stdin=subprocess.DEVNULL, stdout=out,
+                                    stderr=subprocess.STDOUT, start_new_session=True)
+
+    def start_log(self, node: str) -> str:
+        return os.path.join(self.root, f"ray-start-{node}.log")
+
+    def _wait_started(self, node: str, proc: subprocess.Popen) -> int:
+        try:
+            return proc.wait(timeout=240)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+            raise AssertionError(f"ray start ({node}) hung: {_tail(self.start_log(node), 3000)}") from None
 
     def start(self) -> None:
         head = self.ray_start("head", ["--head", f"--port={self.gcs_port}", "--dashboard-host=127.0.0.1",
                                        f"--dashboard-port={self.dash_port}", "--include-dashboard=true"])
-        if head.returncode != 0:
-            pytest.skip(f"`ray start --head` cannot run here (rc {head.returncode}): {head.stdout[-1500:]}")
-        for node in WORKER_NODES:
-            res = self.ray_start(node, [f"--address=127.0.0.1:{self.gcs_port}"])
-            assert res.returncode == 0, f"ray start (worker {node}) failed: {res.stdout[-3000:]}"
+        rc = self._wait_started("head", head)
+        if rc != 0:
+            pytest.skip(f"`ray start --head` cannot run here (rc {rc}): {_tail(self.start_log('head'), 1500)}")
+        workers = {n: self.ray_start(n, [f"--address=127.0.0.1:{self.gcs_port}"]) for n in WORKER_NODES}
+        for node, proc in workers.items():
+            rc = self._wait_started(node, proc)
+            assert rc == 0, f"ray start (worker {node}) failed: {_tail(self.start_log(node), 3000)}"
         self.wait_nodes(alive={"head", *WORKER_NODES}, timeout=120)
 
     def nodes(self) -> dict[str, str]:
         """node name -> state (ALIVE / DEAD), from the state API via the dashboard."""
+        return {name: state for name, (_, state) in self._node_table().items()}
+
+    def _node_table(self) -> dict[str, tuple[str, str]]:
+        """node name -> (node id, state); a node is named by its fctest_node_<name> resource."""
         from ray.util.state import list_nodes
 
-        out = {}
+        out: dict[str, tuple[str, str]] = {}
         for n in list_nodes(address=self.dashboard, detail=True, raise_on_missing_output=False):
-            names = [k[len("fctest_node_"):] for k in (n.resources_total or {}) if k.startswith("fctest_node_")]
-            for name in names:
-                self.node_ids[name] = n.node_id
-                # a restarted name would appear twice: ALIVE wins
-                if out.get(name) != "ALIVE":
-                    out[name] = n.state
+            for k in n.resources_total or {}:
+                if k.startswith("fctest_node_") and (out.get(k[12:], ("", ""))[1] != "ALIVE"):
+                    out[k[12:]] = (n.node_id, n.state)
         return out
 
     def wait_nodes(self, alive=(), dead=(), timeout: float = 120) -> dict:
@@ -215,15 +224,29 @@ class LocalCluster:
         raise AssertionError(f"nodes not {dict(alive=alive, dead=dead)} after {timeout}s: {last} ({err!r})")
 
     def actor_nodes(self) -> dict[str, str]:
-        """worker node -> 'busy' / 'idle' for nodes hosting a colour actor."""
-        out = {}
-        for node in WORKER_NODES:
-            for p in self.procs(node):
-                title = self._title(p)
-                if title.startswith("ray::_StageActor"):
-                    state = "busy" if title.startswith("ray::_StageActor.process") else "idle"
-                    out[node] = "busy" if out.get(node) == "busy" else state
+        """worker node -> 'busy' / 'idle', for the worker nodes hosting a live colour actor:
+        the state API says where each actor is (node id, pid); the process title says
+        whether it is running a shard (`ray::_StageActor.process`)."""
+        from ray.util.state import list_actors
+
+        names = {nid: name for name, (nid, _) in self._node_table().items()}
+        out: dict[str, str] = {}
+        for a in list_actors(address=self.dashboard, filters=[("class_name", "=", "_StageActor")],
+                             detail=True, raise_on_missing_output=False):
+            node = names.get(a.node_id)
+            if a.state != "ALIVE" or node not in WORKER_NODES:
+                continue
+            mine = {p.pid: p for p in self.procs(node)}
+            assert a.pid in mine, f"actor pid {a.pid} is not among node {node}'s processes"
+            busy = self._title(mine[a.pid]).startswith("ray::_StageActor.process")
+            out[node] = "busy" if busy or out.get(node) == "busy" else "idle"
         return out
+
+    def describe(self) -> str:
+        lines = []
+        for node in ("head", *WORKER_NODES):
+            lines += [f"{node}: {p.pid} {self._title(p)[:90]}" for p in self.procs(node)]
+        return "\n".join(lines)
 
 
 @pytest.fixture(scope="module")
@@ -309,9 +332,13 @@ def test_submitted_job_survives_losing_a_worker_node(multinode, reel, tmp_path):
             time.sleep(0.25)
         t_seg = time.time()
         segments_before = len(list(seg_dir.glob("*.mkv")))
-        hosts = multinode.actor_nodes()
-        assert hosts, "no colour actor on a worker node (the head has 1 CPU for 2 actors)"
+        hosts, t_wait = multinode.actor_nodes(), time.time() + 20
+        while not hosts and time.time() < t_wait:  # an actor may be between lives
+            time.sleep(0.5)
+            hosts = multinode.actor_nodes()
+        assert hosts, f"no live colour actor on a worker node:\n{multinode.describe()}"
         victim = next((n for n, s in hosts.items() if s == "busy"), next(iter(hosts)))
+        assert segments_before < len(SHOTS), "the run was over before the node could be lost"
         killed = multinode.kill(victim)
         assert any("raylet" in k for k in killed), killed
         assert not multinode.procs(victim)

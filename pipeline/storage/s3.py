@@ -37,8 +37,11 @@ class StorageError(FilmcolorError):
 
     def __init__(self, uri: str, reason: str, user_input: bool = False):
         super().__init__(f"{uri}: {reason}")
-        self.uri, self.reason = uri, reason
+        self.uri, self.reason, self.user_input = uri, reason, user_input
         self.exit_code = 2 if user_input else 1
+
+    def __reduce__(self):  # crosses process boundaries (Ray tasks) intact
+        return (StorageError, (self.uri, self.reason, self.user_input))
 
 
 def split(uri: str) -> tuple[str, str]:
