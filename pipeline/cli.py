@@ -85,6 +85,22 @@ def run(
 
 
 @app.command()
+def resume(
+    run_dir: str = typer.Argument(..., help="run directory of an interrupted run"),
+    workers: Optional[int] = typer.Option(None, min=1, help="actors (default: the machine's cores)"),
+    address: Optional[str] = typer.Option(None, help="existing Ray cluster (default: embedded local Ray)"),
+    endpoint_url: Optional[str] = typer.Option(None, "--endpoint-url", help="S3-compatible endpoint (default: AWS_ENDPOINT_URL)"),
+    verbose: bool = typer.Option(False, "--verbose", "-v"),
+) -> None:
+    """Finish an interrupted run: only what has no durable record is redone."""
+    from pipeline.job import JobConfig, resume as again
+
+    _setup(verbose, endpoint_url)
+    for r in again(run_dir, JobConfig(workers=workers, address=address)):
+        typer.echo(f"{r.film_id}: {r.output} ({r.status}, {r.frames} frames, {r.seconds:.1f}s)")
+
+
+@app.command()
 def reprocess(
     run_dir: str = typer.Argument(..., help="run record directory of an earlier run"),
     scene: List[int] = typer.Option([], "--scene", help="redo this scene (repeatable)"),

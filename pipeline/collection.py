@@ -26,7 +26,6 @@ from pipeline.colorize import ColorizeStage, shard_row
 from pipeline.journal import Journal
 from pipeline.plan import FilmPlan, PlanStage, PreparedFilm, segment_dir
 from pipeline.progress import Progress
-from pipeline.runlock import RunLock
 from pipeline.shard import Shard
 
 PLAN_AHEAD = 2  # films planned ahead of the colouring (bounded: plans hold frame tables)
@@ -87,11 +86,11 @@ class Collection:
 
     # --- the run ----------------------------------------------------------------------
     def run(self) -> list[FilmOutcome]:
-        with RunLock(self.run_dir):
-            todo = [fid for fid in self.order if not self._published(self.films[fid])]
-            if todo:
-                self._stream(todo)
-            self.journal.compact(self.order)
+        """The caller holds the run directory's lock (pipeline.runlock)."""
+        todo = [fid for fid in self.order if not self._published(self.films[fid])]
+        if todo:
+            self._stream(todo)
+        self.journal.compact(self.order)
         return [self._outcome(self.films[fid]) for fid in self.order]
 
     def _stream(self, todo: list[str]) -> None:
@@ -102,7 +101,8 @@ class Collection:
             col_cfg = dataclasses.replace(col_cfg, threads=max(1, cluster.cluster_cpus() // workers))
         sink = cluster.make_sink() if cfg.progress else None
         pool = cluster.StagePool(functools.partial(ColorizeStage, col_cfg), workers, sink)
-        self.progress = Progress({fid: self.films[fid].prep.info.frame_count for fid in todo}) \
+        self.progress = Progress({fid: self.films[fid].prep.info.frame_count for fid in todo},
+                                 rates={fid: float(self.films[fid].prep.info.avg_rate) for fid in todo}) \
             if cfg.progress else None
         queue = list(todo)
         planner = PlanStage(cfg.scenes, cfg.plan, task_cpus=0)
@@ -160,7 +160,7 @@ class Collection:
         film.status = "colouring"
         film.t_col = time.perf_counter()
         if self.progress:
-            self.progress.set(fid, done)
+            self.progress.keep(fid, done)
         if not film.waiting:
             self._assemble(film)
 

@@ -91,7 +91,7 @@ def open_input(path: str) -> av.container.InputContainer:
         f = storage.open_read(path)
         try:
             # A larger AVIO buffer: fewer Python calls per MiB read from the object.
-            return av.open(f, mode="r", buffer_size=1 << 18)
+            return _Reading(av.open(f, mode="r", buffer_size=1 << 18), f)
         except (av.error.InvalidDataError, UnicodeDecodeError):
             f.close()
             raise InputError(f"{path}: not a video file (FFmpeg cannot read it)") from None
@@ -99,6 +99,29 @@ def open_input(path: str) -> av.container.InputContainer:
             f.close()
             raise InputError(f"{path}: cannot open: {exc}") from None
     return _open(path)
+
+
+class _Reading:
+    """A PyAV container over a file object, closing both (PyAV leaves the object open,
+    with its cached chunks or its cache file descriptor)."""
+
+    def __init__(self, container, fileobj):
+        self._container, self._file = container, fileobj
+
+    def __getattr__(self, name):
+        return getattr(self._container, name)
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+    def close(self) -> None:
+        try:
+            self._container.close()
+        finally:
+            self._file.close()
 
 
 def _open(path: str) -> av.container.InputContainer:

@@ -103,12 +103,19 @@ def run_films(films: list[PreparedFilm], cfg: JobConfig, run_dir: str) -> list[F
     from pipeline.cluster import init_ray
     from pipeline.model import create
 
-    init_ray(cfg.address, cfg.workers, log_file=_ray_log(run_dir))
-    infos = {}
-    for name in sorted({f.model for f in films}):
-        m = create(name)
-        infos[name] = {"name": m.name, "version": m.version, "weights_sha256": m.weights_sha256()}
-    results = Collection(films, cfg, run_dir, infos).run()
+    from pipeline.journal import Journal
+    from pipeline.runlock import RunLock
+
+    with RunLock(run_dir):  # before anything starts: a second run on this directory refuses
+        Journal(run_dir).save_films([{"film_id": f.film_id, "input": f.input, "output": f.output,
+                                      "codec": f.codec, "model": f.model, "exemplars": f.exemplar_images,
+                                      "exemplar_frames": f.exemplar_frames} for f in films])
+        init_ray(cfg.address, cfg.workers, log_file=_ray_log(run_dir))
+        infos = {}
+        for name in sorted({f.model for f in films}):
+            m = create(name)
+            infos[name] = {"name": m.name, "version": m.version, "weights_sha256": m.weights_sha256()}
+        results = Collection(films, cfg, run_dir, infos).run()
     failed = [r for r in results if r.status == "failed"]
     if failed:
         first = failed[0]
@@ -150,6 +157,21 @@ def run_manifest(path: str, run_dir: str | None, cfg: JobConfig) -> list[FilmRes
         raise manifest.ManifestError(path, problems)
     _prepare_run_dir(run_dir)
     return run_films(films, cfg, run_dir)
+
+
+def resume(run_dir: str, cfg: JobConfig) -> list[FilmResult]:
+    """The films of an interrupted run, again: what is durable is kept (see collection)."""
+    from pipeline.journal import Journal
+
+    films = Journal(run_dir).films()
+    if not films:
+        raise InputError(f"{run_dir}: no run to resume here (no journal/run.json)")
+    prepared = []
+    for f in films:
+        specs = [ExemplarSpec(img, str(fr)) for img, fr in zip(f["exemplars"], f["exemplar_frames"])]
+        prepared.append(prepare(FilmJob(f["film_id"], f["input"], f["output"], specs, run_dir, codec=f["codec"],
+                                        model=f["model"]), cfg, run_dir))
+    return run_films(prepared, cfg, run_dir)
 
 
 def reprocess(run_dir: str, scenes: list[int], failed: bool, exemplars: list[str], cfg: JobConfig,

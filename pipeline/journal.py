@@ -43,6 +43,16 @@ class Journal:
         storage.makedirs(storage.parent(uri))
         storage.write_bytes(uri, json.dumps(row, sort_keys=True).encode())
 
+    # --- the run's films (what `filmcolor resume RUN_DIR` runs again) -----------------
+    def films(self) -> list[dict]:
+        return (self._read(storage.join(self.run_dir, "journal", "run.json")) or {}).get("films", [])
+
+    def save_films(self, films: list[dict]) -> None:
+        """Add or update the films of this run (kept in the order first seen)."""
+        known = {f["film_id"]: f for f in self.films()}
+        known.update({f["film_id"]: f for f in films})
+        self._write(storage.join(self.run_dir, "journal", "run.json"), {"films": list(known.values())})
+
     # --- plan -----------------------------------------------------------------------
     def plan(self, film_id: str) -> dict | None:
         return self._read(self._uri(film_id, "plan.json"))

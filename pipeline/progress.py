@@ -28,7 +28,7 @@ class Progress:
         self.tty = getattr(self.stream, "isatty", lambda: False)()
         self.interval = interval if self.tty else 10.0
         self._t0 = time.monotonic()
-        self._start_done: int | None = None  # frames already done when the run began
+        self.kept = {k: 0 for k in totals}  # frames done by an earlier run (not this run's rate)
         self._last = 0.0
         self._drawn = 0  # lines of the block on screen (tty)
         self._lock = threading.Lock()
@@ -42,6 +42,12 @@ class Progress:
                     self._print(f"{film_id}: {status} ({self.done[film_id]}/{self.totals.get(film_id, 0)} frames)")
         self.draw()
 
+    def keep(self, film_id: str, frames: int) -> None:
+        """Frames of `film_id` an earlier run finished: shown as done, not in the rate."""
+        with self._lock:
+            self.kept[film_id] = frames
+        self.set(film_id, max(frames, self.done.get(film_id, 0)))
+
     def add(self, film_id: str, frames: int) -> None:
         self.set(film_id, self.done.get(film_id, 0) + frames)
 
@@ -52,13 +58,11 @@ class Progress:
 
     def overall(self) -> str:
         done, total = sum(self.done.values()), sum(self.totals.values())
-        if self._start_done is None:
-            self._start_done = done
         elapsed = max(1e-6, time.monotonic() - self._t0)
-        rate = (done - self._start_done) / elapsed  # frames coloured in this run per second
+        rate = (done - sum(self.kept.values())) / elapsed  # frames coloured by this run per second
         eta = (total - done) / rate if rate > 0 else float("inf")
         eta_s = "--:--:--" if eta == float("inf") else time.strftime("%H:%M:%S", time.gmtime(eta))
-        film_s = sum((self.done[f] - 0) / self.rates[f] for f in self.done if self.rates.get(f))
+        film_s = sum((self.done[f] - self.kept.get(f, 0)) / self.rates[f] for f in self.done if self.rates.get(f))
         hph = f" · {film_s / elapsed:.2f} h of film per hour" if self.rates else ""
         n_done = sum(1 for s in self.status.values() if s in ("done", "skipped"))
         n_failed = sum(1 for s in self.status.values() if s == "failed")

@@ -56,6 +56,9 @@ def test_two_films_in_one_run_then_a_rerun_redoes_nothing(ray_cluster, film3, tm
     assert [r.status for r in again] == ["skipped", "skipped"]  # published, sha256 matches
     assert mtimes == [os.path.getmtime(tmp_path / n) for n in ("a.mkv", "b.mkv")]
     assert all(s["attempts"] == 1 for s in read_table(run_dir, "shards"))
+    from pipeline.job import resume
+
+    assert [r.status for r in resume(run_dir, JobConfig(workers=2, progress=False))] == ["skipped", "skipped"]
 
 
 def test_a_changed_output_is_rebuilt_from_its_segments(ray_cluster, film3, tmp_path):

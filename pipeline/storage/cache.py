@@ -11,6 +11,7 @@ POSIX). Entries are evicted least recently used first when the cache is over its
 from __future__ import annotations
 
 import fcntl
+import glob
 import hashlib
 import os
 import tempfile
@@ -44,6 +45,8 @@ def open_cached(uri: str):
         try:
             f = _open_entry(path, size)
             if f is None:
+                for stale in glob.glob(glob.escape(path) + ".partial-*"):  # a killed downloader's
+                    os.remove(stale)
                 _download(uri, path, size, etag)
                 f = open(path, "rb")
         finally:
@@ -92,11 +95,24 @@ def _evict(root: str, keep: str) -> None:
     for _, size, p in sorted(entries):
         if total <= cache_limit():
             break
-        if p == keep:
+        if p == keep or not _try_remove(p):
             continue
+        total -= size
+        log.debug("cache: evicted %s", os.path.basename(p))
+
+
+def _try_remove(path: str) -> bool:
+    """Remove an entry unless another process holds its lock (it is about to open it)."""
+    lock_path = path[: -len(".obj")] + ".lock"
+    with open(lock_path, "a+b") as lock:
         try:
-            os.remove(p)
-            total -= size
-            log.debug("cache: evicted %s", os.path.basename(p))
+            fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            return False
+        try:
+            os.remove(path)
+            return True
         except FileNotFoundError:
-            pass
+            return False
+        finally:
+            fcntl.flock(lock, fcntl.LOCK_UN)
