@@ -279,17 +279,20 @@ def old_tree() -> str:
 
 def baseline(films: list[Film], d: str) -> Run:
     """Decode + FFV1 encode of every film, one after another, in this process."""
+    import psutil
+
     from bench.throughput import baseline as one
 
     os.makedirs(d, exist_ok=True)
-    t0 = time.perf_counter()
-    import psutil
-
+    me, t0 = psutil.Process(), time.perf_counter()
     psutil.cpu_percent(None)
-    secs = sum(one(f.path, os.path.join(d, f"base-{k}.mkv")) for k, f in enumerate(films))
-    cpu = {"machine": psutil.cpu_percent(None), "tree": float("nan"), "ray": float("nan")}
-    print(f"  baseline: {secs:.1f}s", flush=True)
-    return Run("baseline", time.perf_counter() - t0, 0, cpu)
+    c0 = sum(me.cpu_times()[:2])
+    for k, f in enumerate(films):
+        one(f.path, os.path.join(d, f"base-{k}.mkv"))
+    wall = time.perf_counter() - t0
+    tree = 100 * (sum(me.cpu_times()[:2]) - c0) / (wall * psutil.cpu_count())
+    print(f"  baseline: {wall:.1f}s", flush=True)
+    return Run("baseline", wall, 0, {"machine": psutil.cpu_percent(None), "tree": tree, "ray": 0.0})
 
 
 def sha256(path: str) -> str:
@@ -322,18 +325,16 @@ def section1(args, d: str) -> None:
     films = films_of(specs)
     frames = sum(f.frames for f in films)
     base = baseline(films, os.path.join(d, "s1-base"))
-    runs = [_new_run(args, films, d)]
+    new = _new_run(args, films, d)
     old = None if args.skip_old else _old_run(args, films, d)
-    if old:
-        runs.append(old[0])
+    runs = [new] + ([old] if old else [])
     print_runs(f"1. old vs new: {len(films)} films x {args.frames} frames {args.size}, {args.scenes} scenes, "
                f"1 exemplar per scene, model {args.model}, 2 workers, wall time of the CLI (Ray start included)",
                [base] + runs, frames, base)
     if old:
-        same = [a == b for a, b in zip(shas(runs[0].outputs), shas(old[1]))]
-        print(f"new/old speed-up: {old[0].seconds / runs[0].seconds:.2f}x "
-              f"(old {old[0].seconds:.1f}s, new {runs[0].seconds:.1f}s); outputs old == new: "
-              f"{sum(same)}/{len(same)} films byte-identical")
+        same = [a == b for a, b in zip(shas(new.outputs), shas(old.outputs))]
+        print(f"new/old speed-up: {old.seconds / new.seconds:.2f}x (old {old.seconds:.1f}s, new {new.seconds:.1f}s);"
+              f" outputs old == new: {sum(same)}/{len(same)} films byte-identical")
     _film_lines(runs)
 
 
@@ -342,13 +343,13 @@ def _new_run(args, films: list[Film], d: str) -> Run:
     print(f"  new code: pipeline = {resolves_to(ROOT, env)}", flush=True)
     outs = outputs_in(os.path.join(d, "s1-new"), "new", len(films))
     m = manifest(os.path.join(d, "s1-new", "m.json"), films, outs, args.model)
-    r = run_cli("new (one stream)", new_cmd(m, os.path.join(d, "s1-new", "run"), 2), ROOT, env,
-                os.path.join(d, "s1-new.log"))
-    r.outputs = outs
+    run_dir = os.path.join(d, "s1-new", "run")
+    r = run_cli("new (one stream)", new_cmd(m, run_dir, 2), ROOT, env, os.path.join(d, "s1-new.log"))
+    r.outputs, r.run_dir = outs, run_dir
     return r
 
 
-def _old_run(args, films: list[Film], d: str) -> tuple[Run, list[str]]:
+def _old_run(args, films: list[Film], d: str) -> Run:
     tree = old_tree()
     env = clean_env(pythonpath=tree)
     where = resolves_to(tree, env)
@@ -357,16 +358,26 @@ def _old_run(args, films: list[Film], d: str) -> tuple[Run, list[str]]:
         raise SystemExit(f"old code does not resolve to {tree}: {where}")
     outs = outputs_in(os.path.join(d, "s1-old"), "old", len(films))
     m = manifest(os.path.join(d, "s1-old", "m.json"), films, outs, args.model)
-    r = run_cli(f"old ({OLD_COMMIT}, per film)", new_cmd(m, os.path.join(d, "s1-old", "run"), 2), tree, env,
-                os.path.join(d, "s1-old.log"))
-    return r, outs
+    run_dir = os.path.join(d, "s1-old", "run")
+    r = run_cli(f"old ({OLD_COMMIT}, per film)", new_cmd(m, run_dir, 2), tree, env, os.path.join(d, "s1-old.log"))
+    r.outputs, r.run_dir = outs, run_dir
+    return r
 
 
 def _film_lines(runs: list[Run]) -> None:
+    """When each film was published, from the run record: the new run's film rows count
+    from the run's start, the old run's rows are per film (summed here)."""
+    from pipeline.record import read_table
+
+    print("films published at (s after the run record's start: new after Ray is up, old with Ray's start in film 1):")
     for r in runs:
-        lines = [ln for ln in r.stdout.splitlines() if ln.strip()]
-        print(f"  {r.label}: " + "; ".join(ln.split(": ", 1)[0] + " " + ln.rsplit("(", 1)[-1].rstrip(")")
-                                              for ln in lines))
+        rows = read_table(r.run_dir, "films")
+        at = [row["seconds"] for row in rows]
+        if r.label.startswith("old"):
+            at = [sum(at[:k + 1]) for k in range(len(at))]
+        journal = os.path.isdir(os.path.join(r.run_dir, "journal"))
+        print(f"  {r.label:>22}: " + ", ".join(f"{row['film_id']} {t:.0f}" for row, t in zip(rows, at))
+              + f"  (run dir has a journal/: {'yes' if journal else 'no'})")
 
 
 # --- 2. scaling and CPU use ------------------------------------------------------------------

@@ -124,12 +124,17 @@ class StagePool:
     def __init__(self, stage_factory: Callable, size: int, sink=None, num_cpus: float = 1, retries: int = 2):
         import ray
 
+        # max_task_retries=-1: while a lost node's actor is being restarted elsewhere, calls
+        # to it fail at once ("unavailable"); a bounded count would be spent in seconds,
+        # long before the restart. Restarts themselves stay bounded.
         cls = ray.remote(_actor_class(stage_factory, sink)).options(num_cpus=num_cpus, max_restarts=retries,
-                                                                     max_task_retries=retries)
+                                                                     max_task_retries=-1)
         self.actors = [cls.remote() for _ in range(size)]
         self.idle = deque(self.actors)
         self.queue: deque = deque()
         self.inflight: dict = {}  # ref -> (actor, row)
+        self.tries: dict = {}  # id(row) -> actors that died holding it
+        self.retries = retries
 
     def submit(self, row: dict) -> None:
         self.queue.append(row)
@@ -149,13 +154,29 @@ class StagePool:
         import ray
 
         actor, row = self.inflight.pop(ref)
-        self.idle.append(actor)
         try:
-            return row, ray.get(ref), ""
+            result = ray.get(ref)
         except ray.exceptions.RayActorError as exc:
-            return row, None, f"the colour actor died and its retries ran out ({type(exc).__name__})"
+            # The actor is gone for good (restarts used up): drop it; its row goes to a
+            # surviving actor unless it has already outlived `retries` actors.
+            self.actors = [a for a in self.actors if a != actor]
+            died = self.tries[id(row)] = self.tries.get(id(row), 0) + 1
+            if self.actors and died <= self.retries:
+                self.queue.appendleft(row)
+                return row, None, "retry"
+            return row, None, f"the colour actor died and its restarts ran out ({type(exc).__name__})"
         except ray.exceptions.RayError as exc:
+            self.idle.append(actor)
             return row, None, f"Ray: {type(exc).__name__}"
+        self.idle.append(actor)
+        return row, result, ""
+
+    def fail_queued(self) -> list[dict]:
+        """Rows that can no longer run (no actor left)."""
+        if self.actors:
+            return []
+        rows, self.queue = list(self.queue), deque()
+        return rows
 
     @property
     def busy(self) -> bool:

@@ -22,11 +22,16 @@ from dataclasses import dataclass, field
 from pipeline import cluster, log, storage
 from pipeline.storage import s3
 from pipeline.assemble import publish_film
-from pipeline.colorize import ColorizeStage, shard_row
+from pipeline.colorize import ColorizeStage, error_text, shard_row
+from pipeline.errors import FilmcolorError
 from pipeline.journal import Journal
 from pipeline.plan import FilmPlan, PlanStage, PreparedFilm, segment_dir
 from pipeline.progress import Progress
 from pipeline.shard import Shard
+
+class RecordError(FilmcolorError):
+    """The run record could not be kept (exit 1; what is durable stays durable)."""
+
 
 PLAN_AHEAD = 2  # films planned ahead of the colouring (bounded: plans hold frame tables)
 
@@ -83,6 +88,7 @@ class Collection:
         self.journal = Journal(run_dir)
         self.refs: dict = {}  # ref -> (kind, film_id)
         self.progress: Progress | None = None
+        self.record_error = ""
 
     # --- the run ----------------------------------------------------------------------
     def run(self) -> list[FilmOutcome]:
@@ -90,8 +96,22 @@ class Collection:
         todo = [fid for fid in self.order if not self._published(self.films[fid])]
         if todo:
             self._stream(todo)
-        self.journal.compact(self.order)
+        self._record(self.journal.compact, self.order)
+        if self.record_error:
+            raise RecordError(f"{self.run_dir}: the run record could not be written ({self.record_error}); "
+                              "free the space or fix access, then run the same command again to resume")
         return [self._outcome(self.films[fid]) for fid in self.order]
+
+    def _record(self, fn, *args) -> bool:
+        """Write to the run record; a failure (disk full, storage gone) is remembered and
+        reported at the end, while the run goes on with what it has in memory."""
+        try:
+            fn(*args)
+            return True
+        except (OSError, FilmcolorError) as exc:
+            self.record_error = self.record_error or error_text(exc)
+            log.error("run record: %s", error_text(exc))
+            return False
 
     def _stream(self, todo: list[str]) -> None:
         cfg = self.cfg
@@ -120,9 +140,13 @@ class Collection:
                     if kind == "plan":
                         self._planned(fid, ref, pool)
                     elif kind == "shard":
-                        self._coloured(*pool.finish(ref))
+                        row, result, error = pool.finish(ref)
+                        if error != "retry":
+                            self._coloured(row, result, error)
                     else:
                         self._assembled(fid, ref)
+                for row in pool.fail_queued():
+                    self._coloured(row, None, "no colour actor is left (every one died)")
                 self._show(sink)
         finally:
             pool.shutdown()
@@ -183,7 +207,7 @@ class Collection:
         film = self.films[row["film_id"]]
         rec = result if result is not None else {**row["record"], "status": "failed", "error": error}
         if result is None:  # the actor could not write its row: the driver does
-            self.journal.record_shard(rec)
+            self._record(self.journal.record_shard, rec)
         film.records[rec["shard_id"]] = rec
         film.waiting.discard(rec["shard_id"])
         if rec["status"] != "done":
@@ -227,8 +251,8 @@ class Collection:
 
     def _finish(self, film: _Film) -> None:
         """The film's row is durable, then the readable tables are compacted."""
-        self.journal.record_film(self._film_row(film))
-        self.journal.compact([film.prep.film_id])
+        if self._record(self.journal.record_film, self._film_row(film)):
+            self._record(self.journal.compact, [film.prep.film_id])
         secs = time.perf_counter() - film.t0
         parts = ", ".join(f"{k} {v:.1f}s" for k, v in film.timings.items())
         log.info("%s: %s in %.1fs%s", film.prep.film_id, film.status, secs, f" ({parts})" if parts else "")
@@ -292,6 +316,4 @@ def _plan(stage: PlanStage, film: PreparedFilm) -> FilmPlan:
 def _reason(exc: BaseException) -> str:
     """The error a stage raised, without Ray's wrapping (a task's exception arrives as
     RayTaskError(OriginalType))."""
-    cause = getattr(exc, "cause", None) or exc
-    text = str(cause).splitlines()[0] if str(cause) else type(cause).__name__
-    return text
+    return error_text(getattr(exc, "cause", None) or exc)

@@ -91,7 +91,7 @@ class ColorizeStage:
             result.update(status="done", frames=frames, segment_sha256=sha)
         except Exception as exc:  # noqa: BLE001 - recorded in the run record, never raised to Ray
             log.debug("shard %s failed: %s", row["shard_id"], traceback.format_exc())
-            result["error"] = _error_text(exc)
+            result["error"] = error_text(exc)
         result["seconds"] = round(time.perf_counter() - t0, 3)
         result["peak_rss_mb"] = round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1)
         if "record" not in row:
@@ -100,7 +100,7 @@ class ColorizeStage:
         try:
             _journal(row["journal_uri"], record)
         except Exception as exc:  # noqa: BLE001 - the driver writes the row instead
-            record["error"] = record["error"] or f"journal: {_error_text(exc)}"
+            record["error"] = record["error"] or f"journal: {error_text(exc)}"
         return record
 
     def _drill_crash(self, shard: Shard) -> None:
@@ -215,10 +215,16 @@ class ColorizeStage:
         return writer.frames
 
 
-def _error_text(exc: BaseException) -> str:
-    """One line for the run record: our own errors as they are, others with their type."""
+def error_text(exc: BaseException) -> str:
+    """One line for the run record: our own errors as they are, a full disk in words,
+    others with their type."""
+    import errno
+
     from pipeline.errors import FilmcolorError
 
+    if isinstance(exc, OSError) and exc.errno in (errno.ENOSPC, errno.EDQUOT):
+        where = getattr(exc, "filename", None)
+        return f"no space left on device{f' ({where})' if where else ''}"
     text = str(exc).splitlines()[0] if str(exc) else ""
     return text if isinstance(exc, FilmcolorError) else f"{type(exc).__name__}: {text}"
 

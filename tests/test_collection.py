@@ -128,6 +128,30 @@ def test_a_bad_film_fails_alone(ray_cluster, film3, tmp_path, monkeypatch):
     assert "no such file" in films["bad"]["error"]
 
 
+@pytest.fixture
+def tiny_disk(tmp_path):
+    """A 64 KiB filesystem (tmpfs), grown to 16 MiB by calling the returned function."""
+    d = tmp_path / "tiny"
+    d.mkdir()
+    if subprocess.run(["mount", "-t", "tmpfs", "-o", "size=64k", "tmpfs", str(d)], capture_output=True).returncode:
+        pytest.skip("cannot mount a small tmpfs here (needs root)")
+    yield d, lambda: subprocess.run(["mount", "-o", "remount,size=16m", str(d)], check=True)
+    subprocess.run(["umount", str(d)], capture_output=True)
+
+
+def test_out_of_space_is_clear_leaves_nothing_and_resumes(ray_cluster, film3, tmp_path, tiny_disk):
+    disk, grow = tiny_disk
+    out = disk / "film.mkv"
+    job = FilmJob("f", film3.path, str(out), parse_exemplars(film3.exemplars), run_dir=str(tmp_path / "run"))
+    with pytest.raises(ShardFailures, match="no space left on device"):
+        run_film(job, JobConfig(workers=2, progress=False, colorize=FLOW))
+    assert os.listdir(disk) == []  # no partial output, no staging file
+    grow()  # space is free again: the same command finishes, from the segments already made
+    assert run_film(job, JobConfig(workers=2, progress=False, colorize=FLOW)).status == "done"
+    assert probe(str(out)).frame_count == 48
+    assert all(s["attempts"] == 1 for s in read_table(str(tmp_path / "run"), "shards"))
+
+
 # --- the driver killed, then resumed (real processes, like a user) -----------------------
 
 @pytest.fixture(scope="module")

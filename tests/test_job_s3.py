@@ -248,7 +248,9 @@ def test_server_gone_for_good_fails_clearly_and_leaves_nothing(s3_server, s3_buc
     film, ex = slow_film
     c = s3_server.client()
     uri = _upload(c, s3_bucket, film.path, "in/reel.mkv")
-    env = {**os.environ, "FILMCOLOR_S3_MAX_ATTEMPTS": "3"}
+    scratch = tmp_path / "scratch"
+    scratch.mkdir()
+    env = {**os.environ, "FILMCOLOR_S3_MAX_ATTEMPTS": "3", "FILMCOLOR_SCRATCH": str(scratch)}
     run_dir = str(tmp_path / "run")  # local, so the failures can be recorded
     proc = _cli(["colorize", uri, f"s3://{s3_bucket}/out/reel.mkv", "-e", f"{ex}@0", "--run-dir", run_dir],
                 env, str(tmp_path))
@@ -270,6 +272,8 @@ def test_server_gone_for_good_fails_clearly_and_leaves_nothing(s3_server, s3_buc
     assert failed and all(("cannot reach" in s["error"] or "kept failing" in s["error"]) for s in failed)
     assert "out/reel.mkv" not in _keys(c, s3_bucket, "out/")
     assert c.list_multipart_uploads(Bucket=s3_bucket).get("Uploads", []) == []
+    left = [os.path.join(d, f) for d, _, fs in os.walk(scratch) for f in fs]
+    assert left == []  # the workers' scratch is clean after the failure too
 
 
 def test_bad_storage_input_is_one_line_exit_2(s3_server, s3_bucket, film3, tmp_path):
