@@ -29,12 +29,13 @@ Prints four tables:
    with --mix-model (flow) on 1 and 2 workers: seconds, frames/s, ratio, CPU, 1->2.
 3. S3: the same collection from and to S3 (tests/s3server.py's SeaweedFS started here;
    films, exemplars and manifest uploaded; outputs and run dir on S3) against the local
-   2-worker run: seconds, ratio s3/local, outputs identical to local or not.
+   2-worker run made just before it: seconds, ratio s3/local, outputs identical or not.
 4. Driver SIGKILL at ~50% of the collection's frames durable in the journal, then the same
    command again: time lost against the uninterrupted 2-worker run, shards kept and
    recoloured, frames of shards with attempts > 1, outputs byte-identical (sha256).
 
-Sections 3 and 4 reuse section 2's 2-worker local run when it ran in the same invocation.
+Section 3 runs its own local run right before the S3 one; section 4 compares with the
+latest local 2-worker run of this invocation (made for it if there is none).
 """
 
 from __future__ import annotations
@@ -260,12 +261,17 @@ def resolves_to(cwd: str, env: dict) -> str:
                           check=True).stdout.strip()
 
 
+def _read(path: str) -> str:
+    with open(path) as f:
+        return f.read()
+
+
 def old_tree() -> str:
     """The project at OLD_COMMIT, extracted once (git archive: no worktree metadata)."""
     mark = os.path.join(OLD_TREE, ".commit")
     want = subprocess.run(["git", "-C", ROOT, "rev-parse", OLD_COMMIT], capture_output=True, text=True,
                           check=True).stdout.strip()
-    if not (os.path.exists(mark) and open(mark).read().strip() == want):
+    if not (os.path.exists(mark) and _read(mark).strip() == want):
         shutil.rmtree(OLD_TREE, ignore_errors=True)
         os.makedirs(OLD_TREE)
         archive = subprocess.run(["git", "-C", ROOT, "archive", want], capture_output=True, check=True).stdout
@@ -376,8 +382,9 @@ def _film_lines(runs: list[Run]) -> None:
         if r.label.startswith("old"):
             at = [sum(at[:k + 1]) for k in range(len(at))]
         journal = os.path.isdir(os.path.join(r.run_dir, "journal"))
+        shards = len(read_table(r.run_dir, "shards"))
         print(f"  {r.label:>22}: " + ", ".join(f"{row['film_id']} {t:.0f}" for row, t in zip(rows, at))
-              + f"  (run dir has a journal/: {'yes' if journal else 'no'})")
+              + f"  ({shards} shards; run dir has a journal/: {'yes' if journal else 'no'})")
 
 
 # --- 2. scaling and CPU use ------------------------------------------------------------------
@@ -404,8 +411,8 @@ class Ctx:
         r = run_cli(f"local, {workers} worker{'s' * (workers > 1)}", new_cmd(m, run_dir, workers), ROOT,
                     clean_env(), os.path.join(d, "cli.log"))
         r.outputs, r.run_dir = outs, run_dir
-        if workers == 2 and self.local2 is None:
-            self.local2 = r
+        if workers == 2:
+            self.local2 = r  # the latest: section 4's uninterrupted run
         return r
 
     def reference(self) -> Run:
@@ -432,8 +439,9 @@ def section2(ctx: Ctx) -> None:
 # --- 3. S3 -------------------------------------------------------------------------------------
 
 def start_s3(root: str):
-    from tests.s3server import INTERFERING_ENV, S3Server
     import secrets
+
+    from tests.s3server import INTERFERING_ENV, S3Server
 
     srv = S3Server(root, "FCBENCHCOLLECTION", "fc-bench-" + secrets.token_hex(12))
     srv.start()
@@ -467,7 +475,7 @@ def s3_sha(client, uri: str) -> str:
 
 
 def section3(ctx: Ctx) -> None:
-    local = ctx.reference()
+    local = ctx.local(2, "s3-local")  # right before the S3 run: the load of a shared machine drifts
     srv, env = start_s3(os.path.join(ctx.d, "s3"))
     try:
         client = srv.client()
@@ -532,20 +540,48 @@ def report_survivors(alive: list, agents: list) -> None:
               + ", ".join(names), flush=True)
 
 
+def wait_gone(procs: list) -> tuple[float, list]:
+    """Seconds until every process of `procs` has exited (at most RAY_EXIT_WAIT); the
+    last to go is named. Returns (seconds, those still alive)."""
+    import psutil
+
+    names = {p.pid: _name(p) for p in procs}
+    t0, last = time.perf_counter(), ("", 0.0)
+    alive = list(procs)
+    while alive and time.perf_counter() - t0 < RAY_EXIT_WAIT:
+        _, alive_now = psutil.wait_procs(alive, timeout=0.1)
+        for p in set(alive) - set(alive_now):
+            last = (names[p.pid], time.perf_counter() - t0)
+        alive = alive_now
+    if last[0]:
+        print(f"  after the SIGKILL: the last of the driver's {len(procs)} Ray processes ({last[0]}) exited "
+              f"after {last[1]:.1f}s", flush=True)
+    return time.perf_counter() - t0, alive
+
+
+def _name(p) -> str:
+    try:
+        cmd = p.cmdline()
+        return cmd[0].strip() if cmd[0].startswith("ray::") else \
+            os.path.basename(next((a for a in cmd if a.endswith(".py")), cmd[0]))
+    except Exception:  # noqa: BLE001
+        return str(p.pid)
+
+
 def kill_at(proc: subprocess.Popen, run_dir: str, film_ids: list[str], target: int) -> tuple[int, float]:
     """SIGKILL the driver once `target` frames are durable; (frames durable, seconds
     until its Ray processes were gone). (-1, 0) if it finished first."""
     import psutil
 
     while proc.poll() is None:
-        if durable_frames(run_dir, film_ids) >= target:
+        seen = durable_frames(run_dir, film_ids)
+        if seen >= target:
             kids = psutil.Process(proc.pid).children(recursive=True)
-            agents = [k for k in kids if _is_agent(k)]
             os.kill(proc.pid, signal.SIGKILL)
             proc.wait()
-            t0 = time.perf_counter()
-            _, alive = psutil.wait_procs([k for k in kids if k not in agents], timeout=RAY_EXIT_WAIT)
-            gone = time.perf_counter() - t0
+            print(f"  SIGKILL to the driver with {seen} frames durable", flush=True)
+            agents = [k for k in kids if _is_agent(k)]
+            gone, alive = wait_gone([k for k in kids if k not in agents])
             report_survivors(alive, agents)
             return durable_frames(run_dir, film_ids), gone
         time.sleep(0.2)
@@ -579,6 +615,8 @@ def section4(ctx: Ctx) -> None:
                      ("its Ray processes gone after", ray_exit), ("resume (same command)", resumed.seconds),
                      ("crash + resume", total), ("time lost", total - ref.seconds)):
         print(f"{label:>34} {s:8.1f}")
+    print("time lost = crash + resume - uninterrupted: a second Ray start and plan read, the work of the shards "
+          "in flight at the kill, the wait for the killed run's Ray processes")
     print(f"killed with {durable}/{ctx.frames} frames durable ({100 * durable / ctx.frames:.0f}%); time lost = "
           f"{100 * (total - ref.seconds) / ref.seconds:.0f}% of the uninterrupted run")
     print(f"shards: {len(shards)}, recoloured (attempts > 1): {len(again)} = {sum(s['frames'] for s in again)} "

@@ -79,7 +79,13 @@ def prepare(job: FilmJob, cfg: JobConfig, run_dir: str) -> PreparedFilm:
     check_output(job, cfg)
     shas = [load_rgb(spec.image)[1] for spec in job.exemplars]
     info = probe(job.input)
-    frames = [resolve_frame(spec.at, info) for spec in job.exemplars]
+    frames = []
+    for j, spec in enumerate(job.exemplars):
+        try:
+            frames.append(resolve_frame(spec.at, info))
+        except InputError as exc:
+            exc.where = f"exemplars[{j}]"  # a manifest names the entry
+            raise
     return PreparedFilm(job.film_id, job.input, job.output, run_dir, info, codec,
                         [e.image for e in job.exemplars], frames, shas, job.force_scenes,
                         model=job.model or cfg.colorize.model)
@@ -152,7 +158,8 @@ def run_manifest(path: str, run_dir: str | None, cfg: JobConfig) -> list[FilmRes
             films.append(prepare(FilmJob(f.id, f.input, f.output, f.exemplars, run_dir, codec=f.codec,
                                          model=f.model), cfg, run_dir))
         except InputError as exc:
-            problems.append(f"films[{i}]: {exc}")
+            where = getattr(exc, "where", "")
+            problems.append(f"films[{i}].{where}: {exc}" if where else f"films[{i}]: {exc}")
     if problems:
         raise manifest.ManifestError(path, problems)
     _prepare_run_dir(run_dir)

@@ -45,13 +45,13 @@ def test_all_problems_are_reported_together_with_locations(film3, tmp_path):
 
 
 def test_json_manifest_and_frames_outside_the_film(film3, tmp_path):
-    from pipeline.manifest import check_frames
-
     entry = _film_entry(film3, tmp_path)
     entry["exemplars"][0]["frame"] = 4800
-    m = load(_write(tmp_path, {"version": 1, "films": [entry]}, "m.json"))
+    path = _write(tmp_path, {"version": 1, "films": [entry]}, "m.json")
+    load(path)  # the structure is fine; the frame is checked against the probed film
     with pytest.raises(ManifestError, match=r"films\[0\]\.exemplars\[0\]: exemplar frame 4800 is outside"):
-        check_frames(m)
+        run_manifest(path, str(tmp_path / "run"), JobConfig(workers=1, progress=False))
+    assert not (tmp_path / "run").exists()  # nothing written before the checks passed
 
 
 def test_run_manifest_then_reprocess_a_scene_and_a_changed_exemplar(ray_cluster, film3, tmp_path):
