@@ -139,14 +139,16 @@ class StagePool:
     def submit(self, row: dict) -> None:
         self.queue.append(row)
 
-    def dispatch(self) -> list:
-        """Start queued rows on idle actors; returns the new refs."""
+    def dispatch(self, before: Callable[[dict], None] | None = None) -> list:
+        """Start queued rows on idle actors (`before(row)` first); returns [(ref, row)]."""
         new = []
         while self.idle and self.queue:
             actor, row = self.idle.popleft(), self.queue.popleft()
+            if before:
+                before(row)
             ref = actor.process.remote(row)
             self.inflight[ref] = (actor, row)
-            new.append(ref)
+            new.append((ref, row))
         return new
 
     def finish(self, ref) -> tuple[dict, dict | None, str]:

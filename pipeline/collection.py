@@ -62,6 +62,7 @@ class _Film:
     timings: dict = field(default_factory=dict)
     warnings: list = field(default_factory=list)
     out_sha: str = ""
+    seconds: float = 0.0  # wall time from the run's start to this film's end (0: skipped)
 
 
 def shard_record(s: Shard, model_info: dict, ex_shas: list[str], seg: str, attempts: int) -> dict:
@@ -133,7 +134,10 @@ class Collection:
                     fid = queue.pop(0)
                     self.films[fid].status = "planning"
                     self.refs[cluster.run_task(_plan, planner, self.films[fid].prep)] = ("plan", fid)
-                for ref in pool.dispatch():
+                # In flight, durably, before it starts: a resume after a crash counts it as an
+                # attempt (the actor's own row replaces this one when the shard is done).
+                for ref, _ in pool.dispatch(before=lambda row: self._record(self.journal.record_shard,
+                                                                             row["record"])):
                     self.refs[ref] = ("shard", None)
                 for ref in cluster.wait(list(self.refs), timeout=0.5):
                     kind, fid = self.refs.pop(ref)
@@ -251,6 +255,7 @@ class Collection:
 
     def _finish(self, film: _Film) -> None:
         """The film's row is durable, then the readable tables are compacted."""
+        film.seconds = time.perf_counter() - film.t0
         if self._record(self.journal.record_film, self._film_row(film)):
             self._record(self.journal.compact, [film.prep.film_id])
         secs = time.perf_counter() - film.t0
@@ -289,7 +294,7 @@ class Collection:
         recs = film.records.values()
         return FilmOutcome(film.prep.film_id, film.prep.output, self.run_dir, film.status, len(film.records),
                            sum(1 for r in recs if r["status"] != "done"), film.prep.info.frame_count,
-                           round(time.perf_counter() - film.t0, 3), film.warnings, film.error)
+                           round(film.seconds, 3), film.warnings, film.error)
 
     def _show(self, sink) -> None:
         if not self.progress or sink is None:

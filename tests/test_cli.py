@@ -8,7 +8,6 @@ import sys
 
 import pytest
 
-from pipeline.synth import SynthScene, write_film
 
 
 def run_cli(*args, cwd=None):

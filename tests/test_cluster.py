@@ -44,7 +44,7 @@ def _drain(pool, rows):
     out, refs = [], []
     t0 = time.time()
     while pool.busy:
-        refs += pool.dispatch()
+        refs += [ref for ref, _ in pool.dispatch()]
         for ref in cluster.wait(refs, timeout=1):
             refs.remove(ref)
             out.append(pool.finish(ref))

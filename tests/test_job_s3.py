@@ -19,7 +19,6 @@ import av
 import numpy as np
 import pytest
 
-from pipeline.errors import ShardFailures
 from pipeline.io import iter_luma, probe
 from pipeline.job import FilmJob, JobConfig, parse_exemplars, run_film, run_manifest
 from pipeline.record import read_table
