@@ -75,7 +75,7 @@ class RunLock:
         age = time.time() - float(held.get("heartbeat", 0))
         if age > self.stale_after:
             return f"no heartbeat for {age:.0f}s"
-        if held.get("host") == socket.gethostname() and not _alive(int(held.get("pid", 0))):
+        if held.get("host") == socket.gethostname() and not storage.process_alive(int(held.get("pid", 0))):
             return "its process is gone"
         return None
 
@@ -116,14 +116,3 @@ def _ago(seconds: float) -> str:
     s = int(max(0, seconds))
     return f"{s // 3600}h{s % 3600 // 60:02d}m" if s >= 3600 else f"{s // 60}m{s % 60:02d}s"
 
-
-def _alive(pid: int) -> bool:
-    if pid <= 0:
-        return False
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True

@@ -336,12 +336,15 @@ def sweep_scratch() -> None:
             pid = int(name[len(SCRATCH_PREFIX):])
         except ValueError:
             continue
-        if pid != os.getpid() and not _alive(pid):
+        if pid != os.getpid() and not process_alive(pid):
             shutil.rmtree(os.path.join(root, name), ignore_errors=True)
             log.debug("removed stale scratch of process %d", pid)
 
 
-def _alive(pid: int) -> bool:
+def process_alive(pid: int) -> bool:
+    """Whether process `pid` exists on this machine (scratch sweep, stale run locks)."""
+    if pid <= 0:
+        return False
     try:
         os.kill(pid, 0)
     except ProcessLookupError:
