@@ -43,15 +43,18 @@ def colorize(
     input: str = typer.Argument(..., help="film: local path or s3:// URI"),
     output: str = typer.Argument(..., help=".mkv (FFV1), .mov (ProRes 422 HQ) or .mp4 (H.264)"),
     exemplar: List[str] = typer.Option([], "--exemplar", "-e", help="IMAGE@FRAME (index, HH:MM:SS:FF or 12.5s)"),
+    hints: List[str] = typer.Option([], "--hints", help="RGBA PNG of colour dots/strokes @FRAME (transparent elsewhere)"),
     codec: Optional[str] = typer.Option(None, help="ffv1 | prores | h264 (default: from OUTPUT's extension)"),
     workers: Optional[int] = typer.Option(None, min=1, help="actors (default: the machine's cores)"),
     address: Optional[str] = typer.Option(None, help="existing Ray cluster (default: embedded local Ray)"),
     run_dir: Optional[str] = typer.Option(None, help="run record directory (default: next to OUTPUT)"),
     model: str = typer.Option("memnet", help="propagation model (memnet, flow)"),
     endpoint_url: Optional[str] = typer.Option(None, "--endpoint-url", help="S3-compatible endpoint (default: AWS_ENDPOINT_URL)"),
+    no_report: bool = typer.Option(False, "--no-report", help="do not write the review page"),
     verbose: bool = typer.Option(False, "--verbose", "-v"),
 ) -> None:
-    """Colorize INPUT into OUTPUT, with the original audio."""
+    """Colorize INPUT into OUTPUT, with the original audio. Without --exemplar or --hints,
+    automatic colours (a keyframe per scene coloured by the automatic colorizer)."""
     from pipeline.colorize import ColorizeConfig
     from pipeline.job import FilmJob, JobConfig, film_id_of, parse_exemplars, run_film
     from pipeline.model import available
@@ -59,8 +62,10 @@ def colorize(
     _setup(verbose, endpoint_url)
     if model not in available():
         raise InputError(f"unknown model {model!r} (available: {', '.join(available())})")
-    job = FilmJob(film_id_of(input), input, output, parse_exemplars(exemplar), run_dir)
-    cfg = JobConfig(workers=workers, address=address, codec=codec, colorize=ColorizeConfig(model=model))
+    job = FilmJob(film_id_of(input), input, output, parse_exemplars(exemplar), run_dir,
+                  hints=parse_exemplars(hints, "hints"))
+    cfg = JobConfig(workers=workers, address=address, codec=codec, colorize=ColorizeConfig(model=model),
+                    report=not no_report)
     result = run_film(job, cfg)
     what = "already published, unchanged" if result.status == "skipped" else \
         f"{result.frames} frames in {result.seconds:.1f}s ({result.shards} shards)"
@@ -74,13 +79,14 @@ def run(
     workers: Optional[int] = typer.Option(None, min=1, help="actors (default: the machine's cores)"),
     address: Optional[str] = typer.Option(None, help="existing Ray cluster (default: embedded local Ray)"),
     endpoint_url: Optional[str] = typer.Option(None, "--endpoint-url", help="S3-compatible endpoint (default: AWS_ENDPOINT_URL)"),
+    no_report: bool = typer.Option(False, "--no-report", help="do not write the review page"),
     verbose: bool = typer.Option(False, "--verbose", "-v"),
 ) -> None:
     """Colorize every film of a manifest (all of it checked before any work starts)."""
     from pipeline.job import JobConfig, run_manifest
 
     _setup(verbose, endpoint_url)
-    for r in run_manifest(manifest, run_dir, JobConfig(workers=workers, address=address)):
+    for r in run_manifest(manifest, run_dir, JobConfig(workers=workers, address=address, report=not no_report)):
         typer.echo(f"{r.film_id}: {r.output} ({r.status}, {r.frames} frames, {r.seconds:.1f}s)")
 
 
@@ -118,6 +124,23 @@ def reprocess(
     _setup(verbose, endpoint_url)
     for r in redo(run_dir, scene, failed, exemplar, JobConfig(workers=workers, address=address), film):
         typer.echo(f"{r.film_id}: {r.output} ({r.frames} frames, {r.seconds:.1f}s)")
+
+
+@app.command()
+def report(
+    run_dir: str = typer.Argument(..., help="run record directory (local or s3://)"),
+    out: Optional[str] = typer.Option(None, "--out", help="folder for index.html (default: RUN_DIR/report)"),
+    endpoint_url: Optional[str] = typer.Option(None, "--endpoint-url", help="S3-compatible endpoint (default: AWS_ENDPOINT_URL)"),
+    verbose: bool = typer.Option(False, "--verbose", "-v"),
+) -> None:
+    """Write the review page of a run: films, scenes, thumbnails, a redo command."""
+    from pipeline import storage
+    from pipeline.report import write_report
+
+    _setup(verbose, endpoint_url)
+    if not storage.exists(storage.join(run_dir, "films.parquet")):
+        raise InputError(f"{run_dir}: no run record here (no films.parquet)")
+    typer.echo(write_report(run_dir, out))
 
 
 @app.command()

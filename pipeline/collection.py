@@ -75,6 +75,15 @@ def shard_record(s: Shard, model_info: dict, ex_shas: list[str], seg: str, attem
     }
 
 
+def thumb_dir(run_dir: str, film_id: str) -> str:
+    """Review thumbnails the actors make while they colour (see pipeline.report)."""
+    return storage.join(run_dir, "thumbs", film_id)
+
+
+def _shas(plan: FilmPlan) -> list[str]:
+    return [g.sha256 for g in plan.guides]
+
+
 def segment_uri(run_dir: str, s: Shard) -> str:
     return storage.join(segment_dir(run_dir, s.film_id), f"{s.index:05d}-{s.shard_id}.mkv")
 
@@ -82,8 +91,10 @@ def segment_uri(run_dir: str, s: Shard) -> str:
 class Collection:
     """One run over `films` (already checked) with `cfg` (a job.JobConfig)."""
 
-    def __init__(self, films: list[PreparedFilm], cfg, run_dir: str, model_infos: dict[str, dict]):
+    def __init__(self, films: list[PreparedFilm], cfg, run_dir: str, model_infos: dict[str, dict],
+                 auto_info: dict | None = None):
         self.films = {f.film_id: _Film(f) for f in films}
+        self.auto_info = auto_info  # the automatic colorizer (name, version, weights sha256)
         self.order = [f.film_id for f in films]
         self.cfg, self.run_dir, self.model_infos = cfg, run_dir, model_infos
         self.journal = Journal(run_dir)
@@ -174,10 +185,11 @@ class Collection:
         for s in film.plan.shards:
             seg = segment_uri(self.run_dir, s)
             old = prior.get(s.shard_id)
-            if s.scene not in prep.force_scenes and self._reusable(old, s, prep, seg):
+            if s.scene not in prep.force_scenes and self._reusable(old, s, film, seg):
                 film.records[s.shard_id] = old
                 continue
-            rec = shard_record(s, self.model_infos[prep.model], prep.exemplar_shas, seg, (old or {}).get("attempts", 0) + 1)
+            rec = shard_record(s, self.model_infos[prep.model], _shas(film.plan), seg,
+                               (old or {}).get("attempts", 0) + 1)
             film.records[s.shard_id] = rec
             film.waiting.add(s.shard_id)
             pool.submit(self._row(film, s, rec))
@@ -193,18 +205,20 @@ class Collection:
             self._assemble(film)
 
     def _row(self, film: _Film, s: Shard, rec: dict) -> dict:
-        p = film.prep
-        row = shard_row(s, input_path=p.input, codec=p.codec, exemplar_images=p.exemplar_images,
-                        exemplar_frames=p.exemplar_frames, segment_path=rec["segment_uri"],
+        p, guides = film.prep, film.plan.guides
+        row = shard_row(s, input_path=p.input, codec=p.codec, exemplar_images=[g.image for g in guides],
+                        exemplar_frames=[g.frame for g in guides], segment_path=rec["segment_uri"],
                         info_path=film.plan.info_path)
+        row["thumb_dir"] = thumb_dir(self.run_dir, s.film_id)
         row["record"] = rec
         row["model"] = p.model
         row["journal_uri"] = self.journal.shard_uri(s.film_id, s.shard_id)
         return row
 
-    def _reusable(self, old, s: Shard, prep: PreparedFilm, seg: str) -> bool:
-        return bool(old and old["status"] == "done" and old["model"] == self.model_infos[prep.model]
-                    and old["exemplar_sha256"] == [prep.exemplar_shas[i] for i in s.exemplars]
+    def _reusable(self, old, s: Shard, film: _Film, seg: str) -> bool:
+        shas = _shas(film.plan)
+        return bool(old and old["status"] == "done" and old["model"] == self.model_infos[film.prep.model]
+                    and old["exemplar_sha256"] == [shas[i] for i in s.exemplars]
                     and storage.stored_sha256(seg) == old["segment_sha256"])
 
     def _coloured(self, row: dict, result: dict | None, error: str) -> None:
@@ -271,7 +285,11 @@ class Collection:
         row = self.journal.film_row(p.film_id)
         ok = bool(row and row["status"] == "done" and row.get("output") == p.output
                   and row.get("model") == self.model_infos[p.model] and row.get("exemplar_sha256") == p.exemplar_shas
-                  and row.get("exemplar_frames") == p.exemplar_frames and row.get("output_sha256")
+                  and row.get("exemplar_frames") == p.exemplar_frames
+                  and (row.get("hint_sha256") or []) == [h.sha256 for h in p.hints]
+                  and (row.get("hint_frames") or []) == [h.frame for h in p.hints]
+                  and row.get("auto_model") in (None, self.auto_info)
+                  and row.get("output_sha256")
                   and storage.stored_sha256(p.output) == row["output_sha256"])
         if ok:
             film.status, film.out_sha = "skipped", row["output_sha256"]
@@ -286,6 +304,9 @@ class Collection:
             "frames": info.frame_count, "width": info.width, "height": info.height, "pix_fmt": info.pix_fmt,
             "codec": p.codec, "model": self.model_infos[p.model], "exemplars": p.exemplar_images,
             "exemplar_frames": p.exemplar_frames, "exemplar_sha256": p.exemplar_shas, "warnings": film.warnings,
+            "hints": [h.image for h in p.hints], "hint_frames": [h.frame for h in p.hints],
+            "hint_sha256": [h.sha256 for h in p.hints], "fps": float(info.avg_rate),
+            "auto_model": self.auto_info if film.plan is not None and film.plan.uses_auto else None,
             "output_sha256": film.out_sha, "seconds": round(time.perf_counter() - film.t0, 3),
             **{f"{k}_seconds": round(v, 3) for k, v in film.timings.items()},
         }

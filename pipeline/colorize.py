@@ -174,6 +174,7 @@ class ColorizeStage:
         cw, ch = spec.chroma_size(info.width, info.height)
         neutral = np.zeros((2, ch, cw), np.float32)
         starts = {r.frames[0]: r for r in forward}
+        thumbs = _thumb_frames(shard) if row.get("thumb_dir") else set()
         covered = {f for r in forward for f in r.frames}
         first = min([shard.start_frame] + list(starts))
         writer = SegmentWriter(segment_file, spec, info.width, info.height, threads=self.cfg.threads)
@@ -200,6 +201,11 @@ class ColorizeStage:
                     c = guided_upsample(c_lo, lo, downsize(luma_to_float(y, info), (cw, ch)))
                 code = chroma_to_code(c, spec)
                 writer.write(convert_luma(y, info, spec), code[0], code[1])
+                if i in thumbs:
+                    try:
+                        write_thumbs(row["thumb_dir"], i, luma_to_float(y, info), c, spec.matrix)
+                    except (OSError, storage.StorageError) as exc:  # the review page shows a placeholder
+                        log.debug("thumbnail of frame %d not written: %s", i, exc)
                 pending += 1
                 if pending == max(1, shard.frames // 2):
                     self._drill_crash(shard)
@@ -234,6 +240,35 @@ def _journal(uri: str, record: dict) -> None:
 
     storage.makedirs(storage.parent(uri))
     storage.write_bytes(uri, json.dumps(record, sort_keys=True).encode())
+
+
+THUMB_WIDTH = 192
+
+
+def _thumb_frames(shard: Shard) -> set[int]:
+    from pipeline.report import thumb_frames
+
+    return {f for f in thumb_frames(shard.scene_start, shard.scene_end) if shard.start_frame <= f < shard.end_frame}
+
+
+def write_thumbs(folder: str, frame: int, luma: np.ndarray, chroma: np.ndarray, matrix: str) -> None:
+    """The review page's thumbnails of one frame, made while it is coloured (no decoding
+    of the output again): input (grey) and output, small JPEGs."""
+    import cv2
+
+    from pipeline.colour import ycbcr_to_rgb
+
+    h, w = luma.shape
+    size = (THUMB_WIDTH, max(2, round(h * THUMB_WIDTH / w)))
+    y = cv2.resize(luma, size, interpolation=cv2.INTER_AREA)
+    c = np.stack([cv2.resize(ch, size, interpolation=cv2.INTER_AREA) for ch in chroma])
+    rgb = ycbcr_to_rgb(np.concatenate([y[None], c]), matrix)
+    storage.makedirs(folder)
+    for kind, img in (("in", np.repeat(y[..., None], 3, -1)), ("out", rgb)):
+        bgr = cv2.cvtColor(np.clip(img * 255 + 0.5, 0, 255).astype(np.uint8), cv2.COLOR_RGB2BGR)
+        ok, buf = cv2.imencode(".jpg", bgr, [cv2.IMWRITE_JPEG_QUALITY, 85])
+        if ok:
+            storage.write_bytes(storage.join(folder, f"{frame:07d}-{kind}.jpg"), buf.tobytes())
 
 
 def work_luma(y: np.ndarray, info: FilmInfo, size: tuple[int, int]) -> np.ndarray:

@@ -47,7 +47,11 @@ def run_demo(out_dir: str, workers: int | None = None, width: int = 480, height:
     print(f"output film:   {output}  ({result.frames} frames, {result.shards} shards, {result.seconds:.1f}s)")
     print(f"run record:    {result.run_dir}")
     print(f"contact sheet: {sheet}")
-    return {"input": film_path, "output": output, "sheet": sheet, "run_dir": result.run_dir}
+    from pipeline import storage
+
+    report = storage.join(result.run_dir, "report", "index.html")
+    print(f"review page:   {report}")
+    return {"input": film_path, "output": output, "sheet": sheet, "run_dir": result.run_dir, "report": report}
 
 
 def contact_sheet(output: str, film: str, starts: list[int], exemplars: list[str], path: str) -> None:

@@ -32,10 +32,10 @@ class ExemplarSpec:
     at: str  # as given: '1200', '00:00:50:00', '12.5s'
 
 
-def parse_spec(text: str) -> ExemplarSpec:
+def parse_spec(text: str, what: str = "exemplar") -> ExemplarSpec:
     image, sep, at = text.rpartition("@")
     if not sep or not image or not at:
-        raise InputError(f"exemplar {text!r}: expected IMAGE@FRAME (frame index, HH:MM:SS:FF or seconds like 12.5s)")
+        raise InputError(f"{what} {text!r}: expected IMAGE@FRAME (frame index, HH:MM:SS:FF or seconds like 12.5s)")
     return ExemplarSpec(image, at)
 
 

@@ -7,6 +7,7 @@ raises ShardFailures (exit 1) at the end; the run record says which and why.
 
 from __future__ import annotations
 
+import functools
 import os
 import tempfile
 from dataclasses import dataclass, field
@@ -17,6 +18,8 @@ from pipeline.colorize import ColorizeConfig
 from pipeline.collection import Collection, FilmOutcome
 from pipeline.errors import InputError, ShardFailures
 from pipeline.exemplar import ExemplarSpec, load_rgb, parse_spec, resolve_frame
+from pipeline.guidance import HintSpec, flat_frame
+from pipeline.hints import load_hints
 from pipeline.io import probe
 from pipeline.plan import PreparedFilm
 from pipeline.record import default_run_dir, read_table
@@ -34,6 +37,7 @@ class JobConfig:
     colorize: ColorizeConfig = field(default_factory=ColorizeConfig)
     scenes: object | None = None  # pipeline.scenes.SceneConfig; None = defaults
     progress: bool = True
+    report: bool = True  # write the review page (RUN_DIR/report/index.html) at the end
 
 
 @dataclass
@@ -46,14 +50,15 @@ class FilmJob:
     codec: str | None = None  # overrides JobConfig.codec (manifests: per film)
     force_scenes: frozenset[int] = frozenset()  # redo these scenes even if done (reprocess)
     model: str | None = None  # overrides JobConfig.colorize.model (manifests: per film)
+    hints: list[ExemplarSpec] = field(default_factory=list)  # RGBA PNGs of colour dots @ frame
 
 
 def film_id_of(path: str) -> str:
     return os.path.splitext(os.path.basename(path.rstrip("/")))[0] or "film"
 
 
-def parse_exemplars(texts: list[str]) -> list[ExemplarSpec]:
-    return [parse_spec(t) for t in texts]
+def parse_exemplars(texts: list[str], what: str = "exemplar") -> list[ExemplarSpec]:
+    return [parse_spec(t, what) for t in texts]
 
 
 # --- checks before any work -----------------------------------------------------------
@@ -74,21 +79,49 @@ def _same(a: str, b: str) -> bool:
 def prepare(job: FilmJob, cfg: JobConfig, run_dir: str) -> PreparedFilm:
     """Everything about one film that can be known before work: raises InputError."""
     codec = codec_for(job.output, job.codec or cfg.codec)
-    if not job.exemplars:
-        raise InputError("at least one --exemplar IMAGE@FRAME is needed")
     check_output(job, cfg)
     shas = [load_rgb(spec.image)[1] for spec in job.exemplars]
-    info = probe(job.input)
-    frames = []
-    for j, spec in enumerate(job.exemplars):
+    hint_shas = []
+    for j, spec in enumerate(job.hints):
         try:
-            frames.append(resolve_frame(spec.at, info))
+            hint_shas.append(load_hints(spec.image)[1])
         except InputError as exc:
-            exc.where = f"exemplars[{j}]"  # a manifest names the entry
+            exc.where = f"hints[{j}]"
             raise
+    info = probe(job.input)
+    frames = [_frame(spec, info, f"exemplars[{j}]") for j, spec in enumerate(job.exemplars)]
+    hints = []
+    for j, (spec, sha) in enumerate(zip(job.hints, hint_shas)):
+        frame = _frame(spec, info, f"hints[{j}]")
+        if flat_frame(info, frame):
+            exc = InputError(f"hints {spec.image}@{spec.at}: frame {frame} is black or flat (a low-variability "
+                             "span, which is not coloured)")
+            exc.where = f"hints[{j}]"
+            raise exc
+        hints.append(HintSpec(spec.image, frame, sha))
+    if not job.exemplars and not job.hints:
+        log.info("%s: no exemplar or hints given: automatic colours (a keyframe per scene coloured by the "
+                 "automatic colorizer, carried through its scene)", job.film_id)
     return PreparedFilm(job.film_id, job.input, job.output, run_dir, info, codec,
                         [e.image for e in job.exemplars], frames, shas, job.force_scenes,
-                        model=job.model or cfg.colorize.model)
+                        model=job.model or cfg.colorize.model, hints=hints, auto_sha256=auto_info()["weights_sha256"])
+
+
+def _frame(spec: ExemplarSpec, info, where: str) -> int:
+    try:
+        return resolve_frame(spec.at, info)
+    except InputError as exc:
+        exc.where = where  # a manifest names the entry
+        raise
+
+
+@functools.lru_cache(maxsize=1)
+def auto_info() -> dict:
+    """The automatic colorizer of this build: name, version, weights sha256 (checked)."""
+    from pipeline.model import auto
+
+    c = auto.load()
+    return {"name": c.name, "version": c.version, "weights_sha256": c.weights_sha256()}
 
 
 def _prepare_run_dir(run_dir: str) -> None:
@@ -115,19 +148,33 @@ def run_films(films: list[PreparedFilm], cfg: JobConfig, run_dir: str) -> list[F
     with RunLock(run_dir):  # before anything starts: a second run on this directory refuses
         Journal(run_dir).save_films([{"film_id": f.film_id, "input": f.input, "output": f.output,
                                       "codec": f.codec, "model": f.model, "exemplars": f.exemplar_images,
-                                      "exemplar_frames": f.exemplar_frames} for f in films])
+                                      "exemplar_frames": f.exemplar_frames, "hints": [h.image for h in f.hints],
+                                      "hint_frames": [h.frame for h in f.hints]} for f in films])
         init_ray(cfg.address, cfg.workers, log_file=_ray_log(run_dir))
         infos = {}
         for name in sorted({f.model for f in films}):
             m = create(name)
             infos[name] = {"name": m.name, "version": m.version, "weights_sha256": m.weights_sha256()}
-        results = Collection(films, cfg, run_dir, infos).run()
+        results = Collection(films, cfg, run_dir, infos, auto_info()).run()
+        if cfg.report:
+            _write_report(run_dir)
     failed = [r for r in results if r.status == "failed"]
     if failed:
         first = failed[0]
         raise ShardFailures(f"{len(failed)} of {len(results)} film(s) failed (first: {first.film_id}: "
                             f"{first.error}); run record: {run_dir}")
     return results
+
+
+def _write_report(run_dir: str) -> None:
+    """The review page, also after failures (it shows them); a page that cannot be
+    written is a warning, not a failed run."""
+    from pipeline.report import write_report
+
+    try:
+        log.info("review page: %s", write_report(run_dir))
+    except (OSError, storage.StorageError) as exc:
+        log.warning("review page not written: %s", exc)
 
 
 def _ray_log(run_dir: str) -> str:
@@ -156,7 +203,7 @@ def run_manifest(path: str, run_dir: str | None, cfg: JobConfig) -> list[FilmRes
     for i, f in enumerate(m.films):
         try:
             films.append(prepare(FilmJob(f.id, f.input, f.output, f.exemplars, run_dir, codec=f.codec,
-                                         model=f.model), cfg, run_dir))
+                                         model=f.model, hints=f.hints), cfg, run_dir))
         except InputError as exc:
             where = getattr(exc, "where", "")
             problems.append(f"films[{i}].{where}: {exc}" if where else f"films[{i}]: {exc}")
@@ -177,7 +224,7 @@ def resume(run_dir: str, cfg: JobConfig) -> list[FilmResult]:
     for f in films:
         specs = [ExemplarSpec(img, str(fr)) for img, fr in zip(f["exemplars"], f["exemplar_frames"])]
         prepared.append(prepare(FilmJob(f["film_id"], f["input"], f["output"], specs, run_dir, codec=f["codec"],
-                                        model=f["model"]), cfg, run_dir))
+                                        model=f["model"], hints=_hint_specs(f)), cfg, run_dir))
     return run_films(prepared, cfg, run_dir)
 
 
@@ -199,12 +246,16 @@ def reprocess(run_dir: str, scenes: list[int], failed: bool, exemplars: list[str
         specs = [ExemplarSpec(img, str(fr)) for img, fr in zip(f["exemplars"], f["exemplar_frames"])]
         specs = _apply_new_exemplars(f, specs, new_specs, run_dir)
         job = FilmJob(f["film_id"], f["input"], f["output"], specs, run_dir, codec=f["codec"],
-                      force_scenes=frozenset(scenes), model=f["model"]["name"])
+                      force_scenes=frozenset(scenes), model=f["model"]["name"], hints=_hint_specs(f))
         prepared.append(prepare(job, cfg, run_dir))
     if not prepared:
         log.info("nothing to redo: no failed film in %s", run_dir)
         return []
     return run_films(prepared, cfg, run_dir)
+
+
+def _hint_specs(film: dict) -> list[ExemplarSpec]:
+    return [ExemplarSpec(img, str(fr)) for img, fr in zip(film.get("hints") or [], film.get("hint_frames") or [])]
 
 
 def _apply_new_exemplars(film: dict, specs: list[ExemplarSpec], new: list[ExemplarSpec], run_dir: str):

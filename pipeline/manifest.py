@@ -20,7 +20,7 @@ from pipeline.exemplar import ExemplarSpec, load_rgb
 
 TOP_KEYS = {"version", "defaults", "films"}
 DEFAULT_KEYS = {"codec", "model", "workers"}
-FILM_KEYS = {"id", "input", "output", "exemplars", "codec", "model"}
+FILM_KEYS = {"id", "input", "output", "exemplars", "hints", "codec", "model"}
 EXEMPLAR_KEYS = {"image", "frame", "timecode", "seconds"}
 
 
@@ -40,6 +40,7 @@ class FilmEntry:
     exemplars: list[ExemplarSpec]
     codec: str | None = None
     model: str | None = None
+    hints: list[ExemplarSpec] = field(default_factory=list)
 
 
 @dataclass
@@ -117,13 +118,25 @@ def _film(f, loc: str, defaults: dict, seen: dict, problems: list[str]) -> FilmE
             check(f[key])
         except FilmcolorError as exc:
             problems.append(f"{loc}.{key}: {exc}")
-    exemplars = []
-    ex_doc = f.get("exemplars") or []
-    if not isinstance(ex_doc, list) or not ex_doc:
-        problems.append(f"{loc}.exemplars: expected a non-empty list")
-        ex_doc = []
-    for j, e in enumerate(ex_doc):
-        eloc = f"{loc}.exemplars[{j}]"
+    from pipeline.hints import load_hints
+
+    exemplars = _guides(f, "exemplars", loc, load_rgb, problems)
+    hints = _guides(f, "hints", loc, load_hints, problems)
+    return FilmEntry(f["id"], f["input"], f["output"], exemplars, codec, f.get("model", defaults.get("model")),
+                     hints)
+
+
+def _guides(f: dict, key: str, loc: str, load, problems: list[str]) -> list[ExemplarSpec]:
+    """`exemplars:` or `hints:` of a film (optional: neither means automatic colours)."""
+    doc = f.get(key)
+    if doc is None:
+        return []
+    if not isinstance(doc, list):
+        problems.append(f"{loc}.{key}: expected a list of {{image, frame|timecode|seconds}}")
+        return []
+    out = []
+    for j, e in enumerate(doc):
+        eloc = f"{loc}.{key}[{j}]"
         if not isinstance(e, dict) or not isinstance(e.get("image"), str):
             problems.append(f"{eloc}.image: missing")
             continue
@@ -134,11 +147,11 @@ def _film(f, loc: str, defaults: dict, seen: dict, problems: list[str]) -> FilmE
             continue
         at = str(e[at_keys[0]]) + ("s" if at_keys[0] == "seconds" else "")
         try:
-            load_rgb(e["image"])
+            load(e["image"])
         except InputError as exc:
             problems.append(f"{eloc}.image: {exc}")
-        exemplars.append(ExemplarSpec(e["image"], at))
-    return FilmEntry(f["id"], f["input"], f["output"], exemplars, codec, f.get("model", defaults.get("model")))
+        out.append(ExemplarSpec(e["image"], at))
+    return out
 
 
 def default_run_dir(path: str) -> str:

@@ -16,7 +16,8 @@ from dataclasses import dataclass, field
 from pipeline import log, storage
 from pipeline.io import FilmInfo, frame_time, save_info
 from pipeline.journal import Journal
-from pipeline.shard import PlanConfig, Shard, assign_exemplars, plan_shards
+from pipeline.guidance import GuidanceConfig, Guide, HintSpec, plan_guides
+from pipeline.shard import PlanConfig, Shard, plan_shards
 
 
 @dataclass
@@ -34,6 +35,8 @@ class PreparedFilm:
     exemplar_shas: list[str]
     force_scenes: frozenset[int] = frozenset()
     model: str = "memnet"
+    hints: list[HintSpec] = field(default_factory=list)
+    auto_sha256: str = ""  # of the automatic colorizer's weights (part of what the plan depends on)
 
 
 @dataclass
@@ -45,25 +48,34 @@ class FilmPlan:
     scan_seconds: float = 0.0
     reused: bool = False  # the plan came from the journal (no rescan)
     warnings: list[str] = field(default_factory=list)
+    # Every exemplar the shards refer to (by index): painted, derived from hints, automatic.
+    guides: list[Guide] = field(default_factory=list)
+
+    @property
+    def uses_auto(self) -> bool:
+        return any(g.source == "auto" for g in self.guides)
 
 
 def segment_dir(run_dir: str, film_id: str) -> str:
     return storage.join(run_dir, "segments", film_id)
 
 
-def plan_key(film: PreparedFilm, scene_cfg, plan_cfg: PlanConfig) -> str:
+def plan_key(film: PreparedFilm, scene_cfg, plan_cfg: PlanConfig, guidance: GuidanceConfig) -> str:
     """What the plan depends on: the film's frames, the exemplars, the scan and plan settings."""
     ident = {"pts": hashlib.sha256(json.dumps(film.info.frame_pts).encode()).hexdigest(),
              "size": [film.info.width, film.info.height, film.info.pix_fmt],
              "exemplars": [film.exemplar_frames, film.exemplar_shas],
-             "scene_cfg": repr(scene_cfg), "plan_cfg": repr(plan_cfg)}
+             "hints": [[h.frame, h.sha256] for h in film.hints], "auto": film.auto_sha256,
+             "scene_cfg": repr(scene_cfg), "plan_cfg": repr(plan_cfg), "guidance": repr(guidance)}
     return hashlib.sha256(json.dumps(ident, sort_keys=True).encode()).hexdigest()
 
 
 class PlanStage:
-    def __init__(self, scene_cfg=None, plan_cfg: PlanConfig | None = None, task_cpus: float = 0):
+    def __init__(self, scene_cfg=None, plan_cfg: PlanConfig | None = None, task_cpus: float = 0,
+                 guidance: GuidanceConfig | None = None):
         self.scene_cfg = scene_cfg
         self.plan_cfg = plan_cfg or PlanConfig()
+        self.guidance = guidance or GuidanceConfig()
         self.task_cpus = task_cpus
 
     def setup(self) -> None:
@@ -73,13 +85,14 @@ class PlanStage:
         import time
 
         journal = Journal(film.run_dir)
-        key = plan_key(film, self.scene_cfg, self.plan_cfg)
+        key = plan_key(film, self.scene_cfg, self.plan_cfg, self.guidance)
         info_path = storage.join(segment_dir(film.run_dir, film.film_id), "film-info.json")
         old = journal.plan(film.film_id)
         if old and old.get("key") == key and storage.exists(info_path):
             log.info("%s: plan from the journal (no rescan)", film.film_id)
             return FilmPlan(film.film_id, info_path, [Shard(**{**s, "exemplars": tuple(s["exemplars"])})
-                                                       for s in old["shards"]], old["scene_rows"], reused=True)
+                                                       for s in old["shards"]], old["scene_rows"], reused=True,
+                            guides=[Guide(**g) for g in old["guides"]])
         from pipeline.scenes import scan_scenes
 
         t0 = time.perf_counter()
@@ -87,34 +100,18 @@ class PlanStage:
         save_info(film.info, info_path)
         scenes = scan_scenes(film.input, film.info, self.scene_cfg, task_cpus=self.task_cpus)
         scan_s = time.perf_counter() - t0
-        similarity = _similarities(film, scenes)
-        shards = plan_shards(film.film_id, scenes, film.exemplar_frames, self.plan_cfg, similarity)
-        rows = _scene_rows(film, scenes, similarity)
-        journal.save_plan(film.film_id, {"key": key, "scene_rows": rows,
+        guides, assigned = plan_guides(film, scenes, self.guidance)
+        shards = plan_shards(film.film_id, scenes, [g.frame for g in guides], self.plan_cfg, assigned=assigned)
+        rows = _scene_rows(film, scenes, guides, assigned)
+        journal.save_plan(film.film_id, {"key": key, "scene_rows": rows, "guides": [dataclasses.asdict(g) for g in guides],
                                          "shards": [dataclasses.asdict(s) for s in shards]})
-        return FilmPlan(film.film_id, info_path, shards, rows, scan_seconds=scan_s)
+        return FilmPlan(film.film_id, info_path, shards, rows, scan_seconds=scan_s, guides=guides)
 
 
-def _similarities(film: PreparedFilm, scenes) -> dict | None:
-    """Luminance similarity of each scene lacking an exemplar to each exemplar image."""
-    from pipeline.codecs import output_spec
-    from pipeline.exemplar import exemplar_luma, load_rgb, scene_similarities
-
-    lacking = [s for s in scenes if not getattr(s, "low_variability", False)
-               and not any(s.start_frame <= f < s.end_frame for f in film.exemplar_frames)]
-    if not lacking:
-        return None
-    matrix = output_spec(film.info, film.codec).matrix
-    lumas = [exemplar_luma(load_rgb(img)[0], matrix=matrix) for img in film.exemplar_images]
-    sims = scene_similarities(film.info, lacking, lumas)
-    return {s.scene: sims.get(s.scene, [0.0] * len(lumas)) for s in scenes}
-
-
-def _scene_rows(film: PreparedFilm, scenes, similarity) -> list[dict]:
+def _scene_rows(film: PreparedFilm, scenes, guides: list[Guide], assigned) -> list[dict]:
     from pipeline.scenes.export import timecode_of
 
     info = film.info
-    assigned = assign_exemplars(scenes, film.exemplar_frames, similarity)
     rows = []
     for sc in scenes:
         a = assigned[sc.scene]
@@ -124,5 +121,9 @@ def _scene_rows(film: PreparedFilm, scenes, similarity) -> list[dict]:
             "start_timecode": timecode_of(info, sc.start_frame), "transition": sc.transition, "score": float(sc.score),
             "low_variability": bool(getattr(sc, "low_variability", False)), "exemplars": list(a.exemplars),
             "exemplar_source": a.source, "exemplar_similarity": a.similarity,
+            # the guide the scene is coloured from (the first, when it has several)
+            "exemplar_image": guides[a.exemplars[0]].image if a.exemplars else "",
+            "exemplar_frame": guides[a.exemplars[0]].frame if a.exemplars else -1,
+            "end_timecode": timecode_of(info, sc.end_frame - 1),
         })
     return rows

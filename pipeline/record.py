@@ -30,6 +30,9 @@ SCENES_SCHEMA = pa.schema([
     ("transition", pa.string()), ("score", pa.float64()), ("low_variability", pa.bool_()),
     ("exemplars", pa.list_(pa.int32())), ("exemplar_source", pa.string()),
     ("exemplar_similarity", pa.float64()),  # for 'matched' scenes: luminance similarity 0..1
+    # The exemplar image the scene is coloured from: the user's, or one derived in the run
+    # directory (exemplars/<film>/hints-*.png, auto-*.png) for a colourist to look at.
+    ("exemplar_image", pa.string()), ("exemplar_frame", pa.int64()), ("end_timecode", pa.string()),
 ])
 
 FILMS_SCHEMA = pa.schema([
@@ -37,7 +40,9 @@ FILMS_SCHEMA = pa.schema([
     ("error", pa.string()), ("frames", pa.int64()), ("width", pa.int32()), ("height", pa.int32()),
     ("pix_fmt", pa.string()), ("codec", pa.string()), ("model", MODEL_TYPE), ("exemplars", pa.list_(pa.string())),
     ("exemplar_frames", pa.list_(pa.int64())), ("exemplar_sha256", pa.list_(pa.string())),
-    ("warnings", pa.list_(pa.string())),
+    ("hints", pa.list_(pa.string())), ("hint_frames", pa.list_(pa.int64())), ("hint_sha256", pa.list_(pa.string())),
+    ("auto_model", MODEL_TYPE),  # the automatic colorizer, when any scene got automatic colours
+    ("fps", pa.float64()), ("warnings", pa.list_(pa.string())),
     ("output_sha256", pa.string()), ("seconds", pa.float64()),
     ("scan_seconds", pa.float64()), ("colorize_seconds", pa.float64()), ("assemble_seconds", pa.float64()),
 ])

@@ -55,7 +55,7 @@ def shard_id(film_id: str, start: int, end: int) -> str:
 @dataclass(frozen=True)
 class Assignment:
     exemplars: tuple[int, ...]  # indices into the film's exemplar list
-    source: str  # 'own' | 'matched' (most similar) | 'nearest' (in time) | 'none'
+    source: str  # 'own' | 'hints' | 'matched' (most similar) | 'nearest' (in time) | 'auto' | 'none'
     similarity: float | None = None
 
 
@@ -95,8 +95,10 @@ def _gap(a, b) -> int:
 
 
 def plan_shards(film_id: str, scenes, exemplar_frames: list[int], cfg: PlanConfig = PlanConfig(),
-                similarity: dict | None = None) -> list[Shard]:
-    assigned = assign_exemplars(scenes, exemplar_frames, similarity)
+                similarity: dict | None = None, assigned: dict[int, Assignment] | None = None) -> list[Shard]:
+    """`assigned` (scene -> Assignment, from pipeline.guidance) overrides the assignment
+    made here from frames and similarity."""
+    assigned = assigned if assigned is not None else assign_exemplars(scenes, exemplar_frames, similarity)
     shards: list[Shard] = []
     for s in scenes:
         n = s.end_frame - s.start_frame
