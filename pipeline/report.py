@@ -558,7 +558,7 @@ tr.st-row-failed td:first-child { box-shadow: inset 3px 0 0 var(--bad); }
 .redo-cell label { display:flex; flex-direction:column; align-items:center; gap:2px; cursor:pointer;
   color:var(--dim); font-size:10px; }
 .redo-cell input { width:16px; height:16px; margin:0; accent-color: var(--accent); cursor:pointer; }
-.thumbs { display:grid; grid-template-columns:auto auto auto auto; gap:3px 6px; align-items:center; }
+.thumbs { display:grid; grid-template-columns:auto auto auto auto; justify-content:start; gap:3px 6px; align-items:center; }
 .thumbs .ch { font-size:10px; color:var(--dim); text-transform:uppercase; letter-spacing:.05em; }
 .thumbs .fl { grid-column:1; font-size:10px; color:var(--dim); text-align:right; line-height:1.25; }
 .thumbs img { display:block; width:192px; max-width:192px; height:auto; background:#000; }
