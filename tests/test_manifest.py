@@ -91,3 +91,27 @@ def test_run_manifest_then_reprocess_a_scene_and_a_changed_exemplar(ray_cluster,
 def test_reprocess_needs_a_selector(tmp_path):
     with pytest.raises(InputError):
         reprocess(str(tmp_path), [], False, [], JobConfig())
+
+
+def test_hints_in_a_manifest_are_checked_with_their_location(film3, tmp_path):
+    import cv2
+    import numpy as np
+
+    rgb = str(tmp_path / "rgb.png")
+    cv2.imwrite(rgb, np.zeros((8, 8, 3), np.uint8))
+    ok = str(tmp_path / "dots.png")
+    dots = np.zeros((8, 8, 4), np.uint8)
+    dots[3, 3] = (0, 0, 255, 255)
+    cv2.imwrite(ok, dots)
+    good = {"id": "auto", "input": film3.path, "output": str(tmp_path / "a.mkv")}  # neither: automatic
+    hinted = {"id": "hinted", "input": film3.path, "output": str(tmp_path / "h.mkv"),
+              "hints": [{"image": ok, "frame": 3}, {"image": rgb, "frame": 20}]}
+    path = _write(tmp_path, {"version": 1, "films": [good, hinted]})
+    with pytest.raises(ManifestError) as err:
+        load(path)
+    assert err.value.problems == [f"films[1].hints[1].image: hints {rgb}: the PNG has no alpha channel "
+                                  "(hints are transparent except where colour is given)"]
+    hinted["hints"].pop()
+    m = load(_write(tmp_path, {"version": 1, "films": [good, hinted]}))
+    assert m.films[0].exemplars == [] and m.films[0].hints == []
+    assert [(h.image, h.at) for h in m.films[1].hints] == [(ok, "3")]
