@@ -49,8 +49,7 @@ def run_demo(out_dir: str, workers: int | None = None, width: int = 480, height:
     print(f"contact sheet: {sheet}")
     from pipeline import storage
 
-    report = storage.join(result.run_dir, "report", "index.html")
-    print(f"review page:   {report}")
+    report = storage.join(result.run_dir, "report", "index.html")  # the run printed its path
     return {"input": film_path, "output": output, "sheet": sheet, "run_dir": result.run_dir, "report": report}
 
 
