@@ -23,7 +23,7 @@ from pipeline.model import auto  # noqa: E402
 from pipeline.model.auto_data import load_images  # noqa: E402
 from pipeline.model.memnet_data import rgb_to_ycbcr, to_u8, ycbcr_to_rgb  # noqa: E402
 
-TEMPS = (0.2, 0.3, 0.38, 0.5, 0.7, 1.0)
+TEMPS = (0.2, 0.38, 0.7, 1.0, 1.3, 1.6, 2.0)
 
 
 def main() -> None:
