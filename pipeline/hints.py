@@ -71,12 +71,9 @@ def fit_hints(rgba: np.ndarray, size: tuple[int, int], matrix: str = "bt709") ->
     return rgb_to_ycbcr(np.clip(rgb, 0, 1), matrix)[1:], mask
 
 
-def spread(luma: np.ndarray, chroma: np.ndarray, mask: np.ndarray) -> np.ndarray:
-    """Levin et al.: luma h x w float [0, 1]; chroma 2 x h x w (read where mask);
-    mask h x w bool -> 2 x h x w float32, equal to `chroma` on the mask."""
-    import scipy.sparse as sp
-    import scipy.sparse.linalg as spla
-
+def affinity(luma: np.ndarray):
+    """Levin et al.'s neighbour weights: luma h x w float [0, 1] -> (rows, cols, w) of the
+    row-normalised 8-neighbour affinity (each pixel's weights sum to 1)."""
     h, w = luma.shape
     n = h * w
     y = luma.astype(np.float64)
@@ -99,7 +96,18 @@ def spread(luma: np.ndarray, chroma: np.ndarray, mask: np.ndarray) -> np.ndarray
             rows.append(r.ravel()); cols.append(c.ravel()); vals.append(wgt.ravel())
     rows, cols, vals = np.concatenate(rows), np.concatenate(cols), np.concatenate(vals)
     sums = np.bincount(rows, weights=vals, minlength=n)
-    vals = vals / sums[rows]  # each pixel: a weighted mean of its neighbours
+    return rows, cols, vals / sums[rows]
+
+
+def spread(luma: np.ndarray, chroma: np.ndarray, mask: np.ndarray) -> np.ndarray:
+    """Levin et al.: luma h x w float [0, 1]; chroma 2 x h x w (read where mask);
+    mask h x w bool -> 2 x h x w float32, equal to `chroma` on the mask."""
+    import scipy.sparse as sp
+    import scipy.sparse.linalg as spla
+
+    h, w = luma.shape
+    n = h * w
+    rows, cols, vals = affinity(luma)
     fixed = mask.ravel()
     keep = ~fixed[rows]  # hint pixels' rows become identity
     a = sp.csr_matrix((-vals[keep], (rows[keep], cols[keep])), shape=(n, n)) + sp.identity(n, format="csr")
