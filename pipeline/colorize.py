@@ -242,9 +242,6 @@ def _journal(uri: str, record: dict) -> None:
     storage.write_bytes(uri, json.dumps(record, sort_keys=True).encode())
 
 
-THUMB_WIDTH = 192
-
-
 def _thumb_frames(shard: Shard) -> set[int]:
     from pipeline.report import thumb_frames
 
@@ -253,10 +250,11 @@ def _thumb_frames(shard: Shard) -> set[int]:
 
 def write_thumbs(folder: str, frame: int, luma: np.ndarray, chroma: np.ndarray, matrix: str) -> None:
     """The review page's thumbnails of one frame, made while it is coloured (no decoding
-    of the output again): input (grey) and output, small JPEGs."""
+    of the output again): input (grey) and output, small JPEGs (pipeline.report)."""
     import cv2
 
     from pipeline.colour import ycbcr_to_rgb
+    from pipeline.report import THUMB_WIDTH, encode_thumb
 
     h, w = luma.shape
     size = (THUMB_WIDTH, max(2, round(h * THUMB_WIDTH / w)))
@@ -264,11 +262,9 @@ def write_thumbs(folder: str, frame: int, luma: np.ndarray, chroma: np.ndarray, 
     c = np.stack([cv2.resize(ch, size, interpolation=cv2.INTER_AREA) for ch in chroma])
     rgb = ycbcr_to_rgb(np.concatenate([y[None], c]), matrix)
     storage.makedirs(folder)
-    for kind, img in (("in", np.repeat(y[..., None], 3, -1)), ("out", rgb)):
-        bgr = cv2.cvtColor(np.clip(img * 255 + 0.5, 0, 255).astype(np.uint8), cv2.COLOR_RGB2BGR)
-        ok, buf = cv2.imencode(".jpg", bgr, [cv2.IMWRITE_JPEG_QUALITY, 85])
-        if ok:
-            storage.write_bytes(storage.join(folder, f"{frame:07d}-{kind}.jpg"), buf.tobytes())
+    for kind, img in (("in", y), ("out", rgb[..., ::-1])):  # encode_thumb takes gray or BGR
+        u8 = np.clip(img * 255 + 0.5, 0, 255).astype(np.uint8)
+        storage.write_bytes(storage.join(folder, f"{frame:07d}-{kind}.jpg"), encode_thumb(np.ascontiguousarray(u8)))
 
 
 def work_luma(y: np.ndarray, info: FilmInfo, size: tuple[int, int]) -> np.ndarray:
