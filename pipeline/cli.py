@@ -112,17 +112,18 @@ def reprocess(
     scene: List[int] = typer.Option([], "--scene", help="redo this scene (repeatable)"),
     failed: bool = typer.Option(False, "--failed", help="redo failed shards"),
     exemplar: List[str] = typer.Option([], "--exemplar", "-e", help="new IMAGE@FRAME for the scene at FRAME"),
+    hints: List[str] = typer.Option([], "--hints", help="new hint PNG @FRAME for the scene at FRAME"),
     film: Optional[str] = typer.Option(None, "--film", help="only this film id"),
     workers: Optional[int] = typer.Option(None, min=1),
     address: Optional[str] = typer.Option(None),
     endpoint_url: Optional[str] = typer.Option(None, "--endpoint-url", help="S3-compatible endpoint (default: AWS_ENDPOINT_URL)"),
     verbose: bool = typer.Option(False, "--verbose", "-v"),
 ) -> None:
-    """Redo chosen scenes / failed shards / changed exemplars of a run, then reassemble."""
+    """Redo chosen scenes / failed shards / changed exemplars or hints of a run, then reassemble."""
     from pipeline.job import JobConfig, reprocess as redo
 
     _setup(verbose, endpoint_url)
-    for r in redo(run_dir, scene, failed, exemplar, JobConfig(workers=workers, address=address), film):
+    for r in redo(run_dir, scene, failed, exemplar, JobConfig(workers=workers, address=address), film, hints):
         typer.echo(f"{r.film_id}: {r.output} ({r.frames} frames, {r.seconds:.1f}s)")
 
 

@@ -229,24 +229,26 @@ def resume(run_dir: str, cfg: JobConfig) -> list[FilmResult]:
 
 
 def reprocess(run_dir: str, scenes: list[int], failed: bool, exemplars: list[str], cfg: JobConfig,
-              film_id: str | None = None) -> list[FilmResult]:
+              film_id: str | None = None, hints: list[str] = ()) -> list[FilmResult]:
     """Redo part of a recorded run, then reassemble: named scenes, failed shards, and every
-    scene whose exemplar changed (a new --exemplar, or an exemplar image edited in place:
-    its sha256 no longer matches the record). Everything else is reused."""
+    scene whose guidance changed (a new --exemplar or --hints, or an exemplar or hint image
+    edited in place: its sha256 no longer matches the record). Everything else is reused."""
     films = [f for f in read_table(run_dir, "films") if film_id in (None, f["film_id"])]
     if not films:
         raise InputError(f"{run_dir}: no run record" + (f" for film {film_id!r}" if film_id else ""))
-    if not (scenes or failed or exemplars):
-        raise InputError("nothing to reprocess: give --scene N, --failed or --exemplar IMAGE@FRAME")
-    new_specs = parse_exemplars(exemplars)
+    if not (scenes or failed or exemplars or hints):
+        raise InputError("nothing to reprocess: give --scene N, --failed, --exemplar IMAGE@FRAME or "
+                         "--hints IMAGE@FRAME")
+    new_specs, new_hints = parse_exemplars(exemplars), parse_exemplars(list(hints), "hints")
     prepared = []
     for f in films:
-        if failed and not scenes and not new_specs and f["status"] == "done":
+        if failed and not scenes and not new_specs and not new_hints and f["status"] == "done":
             continue
         specs = [ExemplarSpec(img, str(fr)) for img, fr in zip(f["exemplars"], f["exemplar_frames"])]
-        specs = _apply_new_exemplars(f, specs, new_specs, run_dir)
+        specs = _replace_in_scenes(f, specs, new_specs, run_dir)
+        hint_specs = _replace_in_scenes(f, _hint_specs(f), new_hints, run_dir)
         job = FilmJob(f["film_id"], f["input"], f["output"], specs, run_dir, codec=f["codec"],
-                      force_scenes=frozenset(scenes), model=f["model"]["name"], hints=_hint_specs(f))
+                      force_scenes=frozenset(scenes), model=f["model"]["name"], hints=hint_specs)
         prepared.append(prepare(job, cfg, run_dir))
     if not prepared:
         log.info("nothing to redo: no failed film in %s", run_dir)
@@ -258,8 +260,9 @@ def _hint_specs(film: dict) -> list[ExemplarSpec]:
     return [ExemplarSpec(img, str(fr)) for img, fr in zip(film.get("hints") or [], film.get("hint_frames") or [])]
 
 
-def _apply_new_exemplars(film: dict, specs: list[ExemplarSpec], new: list[ExemplarSpec], run_dir: str):
-    """A new exemplar replaces the recorded exemplar(s) of the scene its frame falls in."""
+def _replace_in_scenes(film: dict, specs: list[ExemplarSpec], new: list[ExemplarSpec], run_dir: str):
+    """A new exemplar (or hint image) replaces the recorded one(s) of the scene its frame
+    falls in; the others are kept."""
     if not new:
         return specs
     scenes = [s for s in read_table(run_dir, "scenes") if s["film_id"] == film["film_id"]]

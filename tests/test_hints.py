@@ -152,3 +152,16 @@ def test_hinted_run_records_source_and_derived_exemplar(ray_cluster, film3, tmp_
     assert cv2.imread(derived).shape[:2] == (96, 160)  # full frame size, for the colourist
     films = read_table(result.run_dir, "films")
     assert films[0]["hints"] == [h.split("@")[0] for h in hints] and len(films[0]["hint_sha256"]) == 2
+    # The colourist corrects scene 0's hints: only scene 0 is coloured again.
+    from pipeline.job import reprocess
+
+    shards = {r["scene"]: r for r in read_table(result.run_dir, "shards")}
+    new = save_rgba(tmp_path / "h0-new.png", dots(film3.colour[5], n=40, seed=9))
+    reprocess(result.run_dir, [], False, [], JobConfig(workers=2, progress=False, report=False), hints=[f"{new}@5"])
+    after = {r["scene"]: r for r in read_table(result.run_dir, "shards")}
+    assert after[0]["attempts"] == shards[0]["attempts"] + 1
+    assert [after[k]["attempts"] for k in (1, 2)] == [shards[k]["attempts"] for k in (1, 2)]
+    films = read_table(result.run_dir, "films")
+    assert films[0]["hints"] == [hints[1].split("@")[0], new] and films[0]["hint_frames"][-1] == 5
+    scenes = {r["scene"]: r for r in read_table(result.run_dir, "scenes")}
+    assert scenes[0]["exemplar_image"].endswith("hints-0000005.png") and scenes[0]["exemplar_source"] == "hints"
