@@ -242,6 +242,12 @@ def export(net: MemNet, args, history, steps: int) -> None:
     sha = hashlib.sha256(Path(args.export).read_bytes()).hexdigest()
     Path(args.export).with_suffix(".sha256").write_text(f"{sha}  {Path(args.export).name}\n")
     print(f"wrote {args.export} (sha256 {sha})", flush=True)
+    from pipeline.model.memnet import DEFAULT_WEIGHTS, load_net
+    from pipeline.model.memnet_quant import PREPARED, export_prepared, quantize_net
+
+    if Path(args.export).resolve() == DEFAULT_WEIGHTS.resolve():  # the shipped int8 parts follow
+        trained, _ = load_net(str(args.export))
+        print(f"wrote {PREPARED} (sha256 {export_prepared(quantize_net(trained), sha)})", flush=True)
 
 
 if __name__ == "__main__":

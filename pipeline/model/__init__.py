@@ -1,5 +1,5 @@
 """Propagation models: luma in, chroma out, one scene at a time."""
 
-from pipeline.model.base import Exemplar, Propagator, available, create
+from pipeline.model.base import Exemplar, Propagator, available, create, info
 
-__all__ = ["Exemplar", "Propagator", "available", "create"]
+__all__ = ["Exemplar", "Propagator", "available", "create", "info"]

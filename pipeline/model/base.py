@@ -67,11 +67,26 @@ def available() -> list[str]:
     return sorted(set(_REGISTRY) | {n for n, m in _BUILTIN.items() if importlib.util.find_spec(m) is not None})
 
 
-def create(name: str, **kwargs) -> Propagator:
+def info(name: str) -> dict:
+    """name, version and weights sha256 of a model as the run record keeps them, without
+    building it where the model can tell (`static_info`): the driver only needs this."""
+    factory = _factory(name)
+    static = getattr(factory, "static_info", None)
+    if static is not None:
+        return static()
+    m = factory()
+    return {"name": m.name, "version": m.version, "weights_sha256": m.weights_sha256()}
+
+
+def _factory(name: str) -> Callable[..., Propagator]:
     if name not in _REGISTRY and name in _BUILTIN:
         import importlib
 
         importlib.import_module(_BUILTIN[name])
     if name not in _REGISTRY:
         raise KeyError(f"unknown model {name!r} (available: {', '.join(available())})")
-    return _REGISTRY[name](**kwargs)
+    return _REGISTRY[name]
+
+
+def create(name: str, **kwargs) -> Propagator:
+    return _factory(name)(**kwargs)

@@ -190,7 +190,9 @@ class MemNetPropagator(Propagator):
             # through the job at 640x360 on 2 busy cores: 2.0 fps with 2 torch threads)
             torch.set_num_threads(1)
             cv2.setNumThreads(int(threads))
-        torch.use_deterministic_algorithms(True, warn_only=True)
+        # torch.use_deterministic_algorithms() without its first import of torch._inductor
+        # (dynamo, sympy: 2.5 s of an actor's start-up; nothing here is compiled)
+        torch._C._set_deterministic_algorithms(True, warn_only=True)
         self.device = torch.device(device)
         self.net, self._sha = load_net(weights)
         if fusion not in ("learned", "fixed"):
@@ -199,9 +201,11 @@ class MemNetPropagator(Propagator):
             self.net.decoder = None
         self.quantized = False
         if quantize and self.net.learned:
-            from pipeline.model.memnet_quant import quantize_net
+            from pipeline.model.memnet_quant import load_prepared, quantize_net
 
-            self.net = quantize_net(self.net)
+            # The shipped int8 parts when they were made from these weights (0.2 s),
+            # else prepared and calibrated here (seconds).
+            self.net = load_prepared(self.net, self._sha) or quantize_net(self.net)
             self.quantized = True
         self.net.to(self.device)
         self.max_side = int(max_side)
@@ -222,6 +226,11 @@ class MemNetPropagator(Propagator):
 
     def weights_sha256(self) -> str:
         return self._sha
+
+    @classmethod
+    def static_info(cls) -> dict:
+        """The default model's record entry, from its weights file alone."""
+        return {"name": cls.name, "version": cls.version, "weights_sha256": file_sha256(DEFAULT_WEIGHTS)}
 
     # ---- helpers -----------------------------------------------------------------------
     def _down(self, x: np.ndarray) -> np.ndarray:

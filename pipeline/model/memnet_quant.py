@@ -7,6 +7,8 @@ photograph, so the quantized model is deterministic.
 from __future__ import annotations
 
 import copy
+import hashlib
+from pathlib import Path
 
 import numpy as np
 import torch
@@ -65,3 +67,82 @@ def quantize_net(net):
     net.key.net = key_q
     net.decoder.body = body_q
     return net
+
+
+# --- prepared at build time -------------------------------------------------------------
+# FX preparation and calibration cost an actor seconds (FX tracing alone imports torch's
+# dynamo and sympy). The int8 modules are prepared once from the committed weights and
+# shipped as a TorchScript archive (torch.jit.load builds tensors and TorchScript code; no
+# Python pickle runs), checked against its sha256 and against the float weights it was
+# made from. Re-export after training:
+#     python -m pipeline.model.memnet_quant
+
+PREPARED = Path(__file__).with_name("weights") / "memnet_int8.pt"
+
+
+class _Pair(torch.nn.Module):
+    """The two int8 parts in one archive (forward only so that it can be scripted)."""
+
+    def __init__(self, key, body):
+        super().__init__()
+        self.key = key
+        self.body = body
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.key(x)
+
+
+def export_prepared(net_q, weights_sha: str, path: Path = PREPARED) -> str:
+    """Trace the int8 key encoder and decoder body of a quantized net into `path`;
+    writes `path`.sha256 and returns the archive's sha256."""
+    calib = _calibration_inputs_for(net_q)
+    key = torch.jit.trace(net_q.key.net, (calib[0],), check_trace=False)
+    body = torch.jit.trace(net_q.decoder.body, (calib[1],), check_trace=False)
+    pair = torch.jit.script(_Pair(key, body))
+    torch.jit.save(pair, str(path), _extra_files={"weights_sha256": weights_sha,
+                                                  "torch": torch.__version__})
+    sha = hashlib.sha256(path.read_bytes()).hexdigest()
+    path.with_suffix(".sha256").write_text(sha + "\n")
+    return sha
+
+
+def load_prepared(net, weights_sha: str, path: Path = PREPARED):
+    """-> ``net`` with the shipped int8 parts, or None when there is no archive for these
+    weights and this torch (the caller quantizes on the fly). A corrupt archive raises."""
+    sha_file = path.with_suffix(".sha256")
+    if not path.exists() or not sha_file.exists():
+        return None
+    data = path.read_bytes()
+    if hashlib.sha256(data).hexdigest() != sha_file.read_text().split()[0]:
+        raise RuntimeError(f"{path}: sha256 does not match {sha_file.name} (corrupt prepared int8 model)")
+    extra = {"weights_sha256": "", "torch": ""}
+    import io
+    import warnings
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        pair = torch.jit.load(io.BytesIO(data), map_location="cpu", _extra_files=extra)
+    made = {k: v.decode() if isinstance(v, bytes) else v for k, v in extra.items()}
+    if made["weights_sha256"] != weights_sha or made["torch"] != torch.__version__:
+        return None  # made from other weights or another torch: not this model
+    torch.backends.quantized.engine = "x86" if "x86" in torch.backends.quantized.supported_engines else "fbgemm"
+    net = copy.deepcopy(net).eval()
+    net.key.net = pair.key
+    net.decoder.body = pair.body
+    return net
+
+
+def _calibration_inputs_for(net_q) -> tuple[torch.Tensor, torch.Tensor]:
+    """Example inputs of the key encoder (B x 1 x h x w) and decoder body (B x C x h x w)."""
+    from pipeline.model.memnet import load_net
+
+    float_net, _ = load_net(None)
+    lt, xin = _calibration_inputs(float_net)[0]
+    return lt - 0.5, xin
+
+
+if __name__ == "__main__":
+    from pipeline.model.memnet import load_net
+
+    net, sha = load_net(None)
+    print(PREPARED, export_prepared(quantize_net(net), sha))
