@@ -140,7 +140,7 @@ def _prepare_run_dir(run_dir: str) -> None:
 def run_films(films: list[PreparedFilm], cfg: JobConfig, run_dir: str) -> list[FilmResult]:
     """One streaming run over prepared films. Raises ShardFailures if any film failed."""
     from pipeline.cluster import init_ray
-    from pipeline.model import create
+    from pipeline.model import info as model_info
 
     from pipeline.journal import Journal
     from pipeline.runlock import RunLock
@@ -153,8 +153,7 @@ def run_films(films: list[PreparedFilm], cfg: JobConfig, run_dir: str) -> list[F
         init_ray(cfg.address, cfg.workers, log_file=_ray_log(run_dir))
         infos = {}
         for name in sorted({f.model for f in films}):
-            m = create(name)
-            infos[name] = {"name": m.name, "version": m.version, "weights_sha256": m.weights_sha256()}
+            infos[name] = model_info(name)
         results = Collection(films, cfg, run_dir, infos, auto_info()).run()
         if cfg.report:
             _write_report(run_dir)

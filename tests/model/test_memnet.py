@@ -165,3 +165,33 @@ def test_exemplar_track_recovers_after_a_jump():
     away = float(np.mean((out[8:15] - c[9:16]) ** 2))
     start = float(np.mean((out[:4] - c[1:5]) ** 2))
     assert back < 2.0 * start + 1e-5 and back < away, (start, away, back)
+
+
+def test_shipped_int8_parts_equal_quantizing_here(tmp_path):
+    """The prepared int8 archive (weights/memnet_int8.pt) is the same model as quantizing
+    and calibrating at start-up: bit-identical output, made from the committed weights."""
+    from pipeline.model import memnet_quant as q
+
+    net, sha = load_net("trained")
+    shipped = q.load_prepared(net, sha)
+    assert shipped is not None, "weights/memnet_int8.pt missing or made from other weights: re-export it"
+    here = q.quantize_net(net)
+    luma, c = _clip(frames=10, seed=3)
+    a, b = MemNetPropagator(weights="trained"), MemNetPropagator(weights="trained")
+    a.net, b.net = shipped, here
+    assert np.array_equal(_run(a, luma, c), _run(b, luma, c))
+    # Made from other weights: not used (the caller quantizes); corrupt: refused.
+    assert q.load_prepared(net, "0" * 64) is None
+    bad = tmp_path / "memnet_int8.pt"
+    bad.write_bytes(q.PREPARED.read_bytes()[:-10] + b"0123456789")
+    (tmp_path / "memnet_int8.sha256").write_text(q.PREPARED.with_suffix(".sha256").read_text())
+    with pytest.raises(RuntimeError, match="sha256 does not match"):
+        q.load_prepared(net, sha, bad)
+
+
+def test_info_without_building_the_model():
+    from pipeline.model import info
+
+    assert info("memnet") == {"name": "memnet", "version": MemNetPropagator.version,
+                              "weights_sha256": create("memnet").weights_sha256()}
+    assert info("flow")["name"] == "flow"
