@@ -77,16 +77,21 @@ def resolve_frame(at: str, info: FilmInfo) -> int:
     return frame
 
 
+def read_image_file(uri: str, what: str = "exemplar") -> bytes:
+    """The bytes of a guidance image (`what`: exemplar, hints); InputError in words."""
+    try:
+        return storage.read_bytes(uri)
+    except FileNotFoundError:
+        raise InputError(f"{what} {uri}: no such file") from None
+    except IsADirectoryError:
+        raise InputError(f"{what} {uri}: is a directory") from None
+    except storage.StorageError as exc:
+        raise InputError(f"{what} {exc}") from None
+
+
 def load_rgb(uri: str) -> tuple[np.ndarray, str]:
     """H x W x 3 float32 RGB in [0, 1] and the file's sha256."""
-    try:
-        data = storage.read_bytes(uri)
-    except FileNotFoundError:
-        raise InputError(f"exemplar {uri}: no such file") from None
-    except IsADirectoryError:
-        raise InputError(f"exemplar {uri}: is a directory") from None
-    except storage.StorageError as exc:
-        raise InputError(f"exemplar {exc}") from None
+    data = read_image_file(uri)
     img = cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_UNCHANGED)
     if img is None or img.size == 0:
         raise InputError(f"exemplar {uri}: not a readable image")

@@ -213,12 +213,13 @@ def _store(film, kind: str, frame: int, rgb: np.ndarray) -> Guide:
     return Guide(uri, frame, hashlib.sha256(data).hexdigest(), kind)
 
 
-def flat_frame(info, frame: int, spread: float = 0.02) -> bool:
-    """Whether a frame is black/flat (p90 - p10 of its luma below `spread`, as the scene
-    scan measures flatness): hints there would colour nothing."""
+def flat_frame(info, frame: int) -> bool:
+    """Whether a frame is black/flat (p90 - p10 of its luma below the scene scan's
+    `flat_spread`): hints there would colour nothing."""
     from pipeline.io import iter_luma, luma_to_float
+    from pipeline.scenes import SceneConfig
 
     for _, y in iter_luma(info, frame, frame + 1, (80, 45)):
         lo, hi = np.percentile(luma_to_float(y, info), [10, 90])
-        return bool(hi - lo < spread)
+        return bool(hi - lo < SceneConfig().flat_spread)
     return False

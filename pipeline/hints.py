@@ -15,7 +15,6 @@ import hashlib
 import cv2
 import numpy as np
 
-from pipeline import storage
 from pipeline.colour import rgb_to_ycbcr, ycbcr_to_rgb
 from pipeline.errors import InputError
 
@@ -31,14 +30,9 @@ SIGMA_CAP = 0.05 ** 2
 def load_hints(uri: str) -> tuple[np.ndarray, str]:
     """H x W x 4 float32 RGBA in [0, 1] and the file's sha256; InputError for anything that
     is not a PNG with an alpha channel and at least one painted pixel."""
-    try:
-        data = storage.read_bytes(uri)
-    except FileNotFoundError:
-        raise InputError(f"hints {uri}: no such file") from None
-    except IsADirectoryError:
-        raise InputError(f"hints {uri}: is a directory") from None
-    except storage.StorageError as exc:
-        raise InputError(f"hints {exc}") from None
+    from pipeline.exemplar import read_image_file
+
+    data = read_image_file(uri, "hints")
     if not data.startswith(PNG_SIGNATURE):
         raise InputError(f"hints {uri}: not a PNG (hints are an RGBA PNG, transparent where there is no hint)")
     img = cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_UNCHANGED)

@@ -12,7 +12,6 @@ Weights: ``weights/auto.safetensors`` (no pickle), checked against ``weights/aut
 
 from __future__ import annotations
 
-import hashlib
 import os
 import threading
 
@@ -22,18 +21,11 @@ import torch
 
 from pipeline.model.auto_net import OUT_STRIDE, STRIDE, T_DEFAULT, AutoNet, annealed_mean
 from pipeline.model.upsample import guided_upsample
+from pipeline.storage import file_sha256
 
 WEIGHTS_DIR = os.path.join(os.path.dirname(os.path.abspath(__file__)), "weights")
 DEFAULT_WEIGHTS = os.path.join(WEIGHTS_DIR, "auto.safetensors")
 WORK_SIDE = 256
-
-
-def _sha256(path: str) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            h.update(block)
-    return h.hexdigest()
 
 
 def _expected_sha256(weights: str) -> str:
@@ -58,7 +50,7 @@ class AutoColorizer:
         if not os.path.exists(path):
             raise RuntimeError(f"auto colorizer: weights file {path} not found")
         want = _expected_sha256(path)
-        got = _sha256(path)
+        got = file_sha256(path)
         if got != want:
             raise RuntimeError(f"auto colorizer: sha256 of {path} is {got}, but "
                                f"{os.path.splitext(path)[0]}.sha256 says {want}: corrupt or mismatched weights")
