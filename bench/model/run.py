@@ -3,6 +3,15 @@
     python bench/model/run.py                 # full quality set + memory check (~15 min)
     python bench/model/run.py --quick         # a short version (smoke)
     python bench/model/run.py --skip-memory   # quality set only
+    python bench/model/run.py --real test --methods copy,flow,memnet,memnet@d1b6354
+                                              # real footage (bench/model/footage.py), the
+                                              # test split, against an earlier commit's memnet
+
+Real footage (``--real test|validation``): the clips of bench/model/footage.py, each cut
+into shots by the job's own scene detector; each shot's exemplar is its first frame in
+colour (the same protocol as below), the input is the clip's own luma. Reported per clip
+and as the mean over clips. ``METHOD@REV`` runs METHOD from a git worktree of REV (its
+code and its committed weights) in the same run: today's model beside an earlier one.
 
 The quality set is built in code from scikit-image's photographs (the 'bench' split of
 pipeline.model.memnet_data: never used for training) at 640x360, with colour ground truth:
@@ -38,7 +47,10 @@ from pathlib import Path
 import numpy as np
 
 ROOT = Path(__file__).resolve().parents[2]
-sys.path.insert(0, str(ROOT))
+# METHOD@REV children import the pipeline (code + weights) of that revision's worktree
+CODE = Path(os.environ.get("MEMNET_BENCH_CODE") or ROOT)
+sys.path.insert(0, str(ROOT / "bench" / "model"))
+sys.path.insert(0, str(CODE))
 
 W, H = 640, 360
 METHODS = ("copy", "flow", "memnet-floor", "memnet-trained", "memnet-trained-int8", "memnet")
@@ -84,6 +96,7 @@ class CopyPropagator:
 def make_model(method: str):
     from pipeline.model import create
 
+    method = method.split("@")[0]  # METHOD@REV: this process already imports REV's code
     w = os.environ.get("MEMNET_BENCH_WEIGHTS") or None  # --weights
     kw = json.loads(os.environ.get("MEMNET_BENCH_KWARGS") or "{}")  # --memnet-kwargs
     if method == "copy":
@@ -124,7 +137,7 @@ def run_method(method: str, quick: bool, seed: int = 0) -> dict:
     ws = work_size(W, H)
     specs = scene_specs(quick)
     pending: deque = deque()
-    timing = {"model_s": 0.0, "frames": 0}
+    timing = {"model_s": 0.0, "step_s": 0.0, "frames": 0}
     peak = [rss_mb()]
     lengths = [len(p["times"]) if p else s.frames for _, _, s, p in specs]
     ranges = [(int(sum(lengths[:k])), int(sum(lengths[: k + 1]))) for k in range(len(lengths))]
@@ -143,7 +156,10 @@ def run_method(method: str, quick: bool, seed: int = 0) -> dict:
                 pending.append(to_u8(ycbcr_to_rgb(luma, c)))
                 t = time.perf_counter()
                 lw = downsize(luma, ws)
-                chroma = guided_upsample(model.step(lw), lw, luma)
+                t1 = time.perf_counter()
+                lo = model.step(lw)
+                timing["step_s"] += time.perf_counter() - t1
+                chroma = guided_upsample(lo, lw, luma)
                 timing["model_s"] += time.perf_counter() - t
                 timing["frames"] += 1
                 if i % 50 == 0:
@@ -165,10 +181,99 @@ def run_method(method: str, quick: bool, seed: int = 0) -> dict:
     for s, spec in zip(res["scenes"], specs):
         s["name"] = spec[0]
     res["fps"] = timing["frames"] / timing["model_s"]
+    res["step_ms"] = 1000 * timing["step_s"] / timing["frames"]
     res["peak_rss_mb"] = max(peak[0], resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024)
     res["wall_s"] = time.perf_counter() - t0
     res["method"] = method
     res["weights_sha256"] = model.weights_sha256()
+    return res
+
+
+def real_shots(split: str) -> list[dict]:
+    """The split's clips (prepared by bench/model/footage.py) with their shots, as the job's
+    scene detector finds them: [{name, path, content, scenes: [(start, end)]}]."""
+    import footage
+
+    from pipeline.io import probe
+    from pipeline.scenes import scan_scenes
+
+    out = []
+    for clip in footage.clips(split):
+        path = str(footage.prepare(clip))
+        info = probe(path)
+        scenes = [(sc.start_frame, sc.end_frame) for sc in scan_scenes(path, info)]
+        out.append({"name": clip.name, "path": path, "content": clip.content, "scenes": scenes})
+    return out
+
+
+def _clip_frames(path: str):
+    """RGB float frames H x W x 3 in [0, 1] of a prepared clip, one at a time."""
+    import av
+
+    with av.open(path) as c:
+        for fr in c.decode(video=0):
+            yield fr.to_ndarray(format="rgb24").astype(np.float32) / 255.0
+
+
+def run_real(method: str, shots: list[dict]) -> dict:
+    """One method over real clips in this process: per clip metrics (each shot's exemplar
+    is its first frame in colour) and the model step's own time at working resolution."""
+    import cv2
+    import torch
+
+    from pipeline import metrics
+    from pipeline.model import Exemplar
+    from pipeline.model.memnet_data import rgb_to_ycbcr, to_u8, ycbcr_to_rgb
+    from pipeline.model.upsample import downsize, guided_upsample, work_size
+
+    torch.set_num_threads(1)
+    cv2.setNumThreads(1)
+    model = make_model(method)
+    timing = {"step_s": 0.0, "model_s": 0.0, "frames": 0}
+    clips = []
+    t0 = time.perf_counter()
+    for clip in shots:
+        starts = {a for a, _ in clip["scenes"]}
+        pending: deque = deque()
+
+        def outputs():
+            ws = None
+            for i, rgb in enumerate(_clip_frames(clip["path"])):
+                y, c = rgb_to_ycbcr(rgb)
+                if ws is None:
+                    ws = work_size(y.shape[1], y.shape[0])
+                pending.append(to_u8(ycbcr_to_rgb(y, c)))
+                if i in starts:  # a shot begins: its first frame in colour is the exemplar
+                    model.new_scene([Exemplar(0, downsize(y, ws), np.stack([downsize(x, ws) for x in c]))])
+                t = time.perf_counter()
+                lw = downsize(y, ws)
+                t1 = time.perf_counter()
+                lo = model.step(lw)
+                timing["step_s"] += time.perf_counter() - t1
+                chroma = guided_upsample(lo, lw, y)
+                timing["model_s"] += time.perf_counter() - t
+                timing["frames"] += 1
+                yield to_u8(ycbcr_to_rgb(y, chroma))
+
+        class _Refs:
+            def __iter__(self):
+                return self
+
+            def __next__(self):
+                if not pending:
+                    raise StopIteration
+                return pending.popleft()
+
+        r = metrics.evaluate(outputs(), _Refs(), scenes=clip["scenes"])
+        r.pop("scenes", None)
+        clips.append({"name": clip["name"], "shots": len(clip["scenes"]), **r})
+        print(f"  {method}: {clip['name']} PSNR {r['psnr']:.2f}", file=sys.stderr, flush=True)
+    keys = ("psnr", "ssim", "cdc", "colorfulness_ratio")
+    res = {k: float(np.mean([c[k] for c in clips])) for k in keys}
+    res.update(method=method, scenes=clips, wall_s=time.perf_counter() - t0,
+               fps=timing["frames"] / timing["model_s"], step_ms=1000 * timing["step_s"] / timing["frames"],
+               peak_rss_mb=resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
+               weights_sha256=model.weights_sha256())
     return res
 
 
@@ -216,14 +321,26 @@ def memory_check(frames: int = 5000, at: int = 500, seed: int = 0) -> dict:
     }
 
 
+def worktree(rev: str) -> Path:
+    """A git worktree of REV under bench/out/rev-REV (made once): an earlier model's code
+    and weights, to run beside today's in the same bench run."""
+    path = ROOT / "bench" / "out" / f"rev-{rev}"
+    if not path.exists():
+        subprocess.run(["git", "-C", str(ROOT), "worktree", "add", "--detach", str(path), rev],
+                       check=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    return path
+
+
 def table(results: list[dict]) -> str:
-    rows = ["| method | PSNR dB | SSIM | CDC | colorfulness ratio | fps (640x360, 1 thread) | peak RSS MB |",
-            "|---|---|---|---|---|---|---|"]
+    rows = ["| method | PSNR dB | SSIM | CDC | colorfulness ratio | model step ms (320x180) | "
+            "fps (640x360, 1 thread) | peak RSS MB |",
+            "|---|---|---|---|---|---|---|---|"]
     for r in results:
         rows.append(f"| {r['method']} | {r['psnr']:.2f} | {r['ssim']:.4f} | {r['cdc']:.5f} | "
-                    f"{r['colorfulness_ratio']:.3f} | {r['fps']:.1f} | {r['peak_rss_mb']:.0f} |")
+                    f"{r['colorfulness_ratio']:.3f} | {r.get('step_ms', float('nan')):.1f} | {r['fps']:.1f} | "
+                    f"{r['peak_rss_mb']:.0f} |")
     rows.append("")
-    names = [s.get("name", str(s["scene"])) for s in results[0]["scenes"]]
+    names = [s.get("name") or str(s.get("scene")) for s in results[0]["scenes"]]
     rows.append("| method | " + " | ".join(f"{n} PSNR / CDC" for n in names) + " |")
     rows.append("|---|" + "---|" * len(names))
     for r in results:
@@ -243,12 +360,17 @@ def main(argv=None) -> int:
     ap.add_argument("--append", action="store_true",
                     help="keep the other methods' results already in OUT/results.json")
     ap.add_argument("--memnet-kwargs", default=None, help="JSON of extra memnet arguments")
+    ap.add_argument("--real", default=None, choices=("test", "validation"),
+                    help="real footage of that split instead of the synthetic quality set")
     ap.add_argument("--child", default=None, help=argparse.SUPPRESS)
+    ap.add_argument("--shots", default=None, help=argparse.SUPPRESS)
     args = ap.parse_args(argv)
 
     if args.child:  # one method (or the memory check) in this process, JSON on stdout
         if args.child == "memory":
             res = memory_check(args.memory_frames, min(500, args.memory_frames // 2))
+        elif args.shots:
+            res = run_real(args.child, json.loads(Path(args.shots).read_text()))
         else:
             res = run_method(args.child, args.quick)
         print("RESULT " + json.dumps(res))
@@ -258,16 +380,26 @@ def main(argv=None) -> int:
         os.environ["MEMNET_BENCH_WEIGHTS"] = str(Path(args.weights).resolve())
     if args.memnet_kwargs:
         os.environ["MEMNET_BENCH_KWARGS"] = args.memnet_kwargs
-    out = Path(args.out)
+    out = Path(args.out) / (f"real-{args.real}" if args.real else "")
     out.mkdir(parents=True, exist_ok=True)
+    extra = []
+    if args.real:
+        shots = real_shots(args.real)
+        (out / "shots.json").write_text(json.dumps(shots, indent=1))
+        extra = ["--shots", str(out / "shots.json")]
+        args.skip_memory = True
+        print("clips: " + ", ".join(f"{c['name']} ({len(c['scenes'])} shots)" for c in shots), file=sys.stderr)
     children = [m for m in args.methods.split(",") if m] + ([] if args.skip_memory else ["memory"])
     results, mem = [], None
     for m in children:
         print(f"running {m} ...", file=sys.stderr, flush=True)
-        cmd = [sys.executable, __file__, "--child", m, "--memory-frames", str(args.memory_frames)]
+        cmd = [sys.executable, __file__, "--child", m, "--memory-frames", str(args.memory_frames), *extra]
         if args.quick:
             cmd.append("--quick")
-        p = subprocess.run(cmd, stdout=subprocess.PIPE, text=True, env={**os.environ, "OMP_NUM_THREADS": "1"})
+        env = {**os.environ, "OMP_NUM_THREADS": "1"}
+        if "@" in m:
+            env["MEMNET_BENCH_CODE"] = str(worktree(m.split("@", 1)[1]))
+        p = subprocess.run(cmd, stdout=subprocess.PIPE, text=True, env=env)
         line = [x for x in p.stdout.splitlines() if x.startswith("RESULT ")]
         if p.returncode or not line:
             print(f"{m} failed (exit {p.returncode})", file=sys.stderr)
@@ -278,7 +410,8 @@ def main(argv=None) -> int:
         else:
             results.append(r)
             print(f"  {m}: PSNR {r['psnr']:.2f}  SSIM {r['ssim']:.4f}  CDC {r['cdc']:.5f}  "
-                  f"colorfulness {r['colorfulness_ratio']:.3f}  {r['fps']:.1f} fps", file=sys.stderr, flush=True)
+                  f"colorfulness {r['colorfulness_ratio']:.3f}  step {r['step_ms']:.1f} ms  {r['fps']:.1f} fps",
+                  file=sys.stderr, flush=True)
     if args.append and (out / "results.json").exists():
         old = json.loads((out / "results.json").read_text())
         done = {r["method"] for r in results}

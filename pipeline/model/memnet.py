@@ -62,6 +62,7 @@ class MemNet(nn.Module):
         super().__init__()
         self.learned = learned
         self.mem_scale = mem_scale
+        self.decoder_scale = 1  # the decoder network's resolution divisor (Decoder.forward)
         self.key = KeyEncoder(learned=learned)
         self.decoder = Decoder(ch, global_logit) if learned else None
         self.log_inv_temp = nn.Parameter(torch.tensor(math.log(300.0)))
@@ -101,7 +102,7 @@ class MemNet(nn.Module):
         h4, w4 = keys.shape[-2:]
         mk, mv, mk2 = mem.keys_values()  # B x Ck x N, B x 3 x N, B x N
         read, stats, usage = readout(
-            keys.flatten(2), mk, mv, mk2, mem.cfg.topk, self.log_inv_temp.exp()
+            keys.flatten(2), mk, mv, mk2, mem.cfg.topk, self.log_inv_temp.exp(), self.key.dim
         )  # B x 3 x Nq, B x 2 x Nq, B x N
         mem.add_usage(usage)
         glob = torch.cat([read, stats], 1).view(b, 5, h4, w4)
@@ -131,7 +132,7 @@ class MemNet(nn.Module):
             ],
             1,
         )  # B x 12 x h x w
-        out = self.decoder(x) if self.decoder is not None else fixed_fusion(x)
+        out = self.decoder(x, self.decoder_scale) if self.decoder is not None else fixed_fusion(x)
         return out, keys  # B x 2 x h x w, B x Ck x h4 x w4
 
 
@@ -160,12 +161,13 @@ def load_net(weights: str | os.PathLike | None) -> tuple[MemNet, str]:
     net = MemNet(learned=True, ch=int(meta.get("ch", 24)), mem_scale=int(meta.get("mem_scale", 1)),
                  global_logit=float(meta.get("global_logit", -4.0)))
     net.load_state_dict(load_file(str(path)), strict=True)
+    net.key.drop_if_dead()
     return net.eval(), file_sha256(path)
 
 
 class MemNetPropagator(Propagator):
     name = "memnet"
-    version = "2"  # 2: exemplar track (re-runs do not reuse version-1 segments)
+    version = "3"  # 2: exemplar track; 3: decoder at half resolution (re-runs redo older segments)
 
     def __init__(
         self,
@@ -183,6 +185,7 @@ class MemNetPropagator(Propagator):
         max_side: int = 320,
         fusion: str = "learned",
         track: bool = True,
+        decoder_scale: int = 2,
     ):
         if threads is not None:
             # torch stays on one thread: its convolutions here are tiny, and a second
@@ -208,6 +211,9 @@ class MemNetPropagator(Propagator):
             self.net = load_prepared(self.net, self._sha) or quantize_net(self.net)
             self.quantized = True
         self.net.to(self.device)
+        if int(decoder_scale) not in (1, 2):
+            raise ValueError(f"decoder_scale must be 1 or 2, not {decoder_scale!r}")
+        self.net.decoder_scale = int(decoder_scale)
         self.max_side = int(max_side)
         self.mem = MemoryManager(
             MemoryConfig(
@@ -312,7 +318,7 @@ class MemNetPropagator(Propagator):
                 for f in frames:
                     q = self.net.key(self._t(self._down(f))[None, None]).flatten(2)  # 1 x Ck x Nq
                     d = (q * q).sum(1).unsqueeze(-1) - 2 * torch.bmm(q.transpose(1, 2), ek) + ek2.unsqueeze(1)
-                    dists.append(float(d.min(-1).values.clamp_min(0).div(q.shape[1]).sqrt().mean()))
+                    dists.append(float(d.min(-1).values.clamp_min(0).div(self.net.key.dim).sqrt().mean()))
         finally:
             self._size = size
         return float(math.exp(-10.0 * float(np.mean(dists))))

@@ -60,6 +60,7 @@ class KeyEncoder(nn.Module):
     def __init__(self, learned: bool = True):
         super().__init__()
         self.learned = learned
+        self.dropped = False  # see drop_if_dead
         self.net = nn.Sequential(
             nn.Conv2d(1, 16, 3, stride=2, padding=1),
             nn.ReLU(inplace=True),
@@ -74,12 +75,23 @@ class KeyEncoder(nn.Module):
 
     @property
     def dim(self) -> int:
+        """Key dimension the distances are normalised by (the learned channels count even
+        when they are dropped as dead: the same similarities either way)."""
         return FIXED_KEY_DIM + (LEARNED_KEY_DIM if self.learned else 0)
 
+    def drop_if_dead(self) -> bool:
+        """At load time: when the learned head is exactly zero (weights that never moved
+        it), its 16 channels are 0 for every input and add nothing to any distance, so
+        they are neither computed (the key CNN) nor stored (a third of the readout's
+        work). -> whether they were dropped."""
+        head = self.net[-1]
+        self.dropped = self.learned and not bool(head.weight.any() or head.bias.any())
+        return self.dropped
+
     def forward(self, luma: torch.Tensor) -> torch.Tensor:
-        # luma: B x 1 x h x w -> keys: B x Ck x h/4 x w/4
+        # luma: B x 1 x h x w -> keys: B x Ck x h/4 x w/4 (Ck = 19, or 35 with live learned keys)
         k = fixed_key(luma)
-        if self.learned:
+        if self.learned and not self.dropped:
             k = torch.cat([k, self.net(luma - 0.5)], 1)
         return k
 
@@ -97,26 +109,33 @@ def readout(
     mk2: torch.Tensor,
     topk: int,
     inv_temp: torch.Tensor | float,
+    dim: int | None = None,
 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """L2-similarity top-k attention of queries against memory.
 
     q:   B x Ck x Nq      (current frame's keys, Nq = h/4 * w/4)
     mk:  B x Ck x N       (memory keys),  mk2: B x N  (|mk|^2)
     mv:  B x Cv x N       (memory values)
+    dim: the key dimension distances are normalised by (default Ck)
     ->   read B x Cv x Nq, stats B x 2 x Nq (top weight, best distance), usage B x N
     """
-    ck = q.shape[1]
+    ck = float(dim or q.shape[1])
     b, _, nq = q.shape
     reads, stats, usage = [], [], torch.zeros(b, mv.shape[-1], dtype=q.dtype, device=q.device)
+    # -|q - k|^2 = 2 q.k - |k|^2 - |q|^2 ; |q|^2 is constant per query and dropped. The
+    # |k|^2 term rides in the matmul as one more key channel (queries get -1 there), so the
+    # B x n x N similarity is written once; the 1/Ck scale goes on the k survivors only.
+    mka = torch.cat([mk, mk2.unsqueeze(1)], 1)  # B x (Ck+1) x N
+    qa = torch.cat([2 * q, -torch.ones_like(q[:, :1])], 1).transpose(1, 2)  # B x Nq x (Ck+1)
     # queries in chunks: the similarity matrix stays small (CHUNK x N) and the same size
     # every frame, so memory does not creep however long the scene is
     for s0 in range(0, nq, CHUNK):
         qc = q[:, :, s0 : s0 + CHUNK]  # B x Ck x n
-        # -|q - k|^2 = 2 q.k - |k|^2 - |q|^2 ; |q|^2 is constant per query and dropped
-        sim = (2 * torch.bmm(qc.transpose(1, 2), mk) - mk2.unsqueeze(1)) / ck  # B x n x N
+        sim = torch.bmm(qa[:, s0 : s0 + CHUNK], mka)  # B x n x N
         k = min(topk, sim.shape[-1])
         top, idx = torch.topk(sim, k, dim=-1)  # B x n x k
         del sim
+        top = top / ck
         w = torch.softmax(top * inv_temp, dim=-1)  # B x n x k
         reads.append((gather_values(mv, idx) * w.unsqueeze(1)).sum(-1))  # B x Cv x n
         q2 = (qc * qc).sum(1) / ck  # B x n
@@ -300,21 +319,64 @@ class Decoder(nn.Module):
         nn.init.zeros_(self.head.weight)
         nn.init.zeros_(self.head.bias)
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
+    def forward(self, x: torch.Tensor, scale: int = 1) -> torch.Tensor:
         # x: B x 12 x h x w -> chroma B x 2 x h x w
-        o = self.head(self.body(x))  # B x 5 x h x w
+        # scale 2: the network runs on the area-averaged input at h/2 x w/2 (a quarter of
+        # its cost, 88% of the model's MACs) and its logits and residual come back by
+        # bilinear upsampling; the candidates themselves and the error-based logits stay at
+        # full resolution, so where a warp is valid is still decided per pixel.
+        if scale == 1:
+            o = self.head(self.body(x))  # B x 5 x h x w
+            res = 0.25 * torch.tanh(o[:, 3:5])
+        else:
+            h, w = x.shape[-2:]
+            o = self.head(self.body(half(x) if scale == 2 else
+                                    F.interpolate(x, size=(-(-h // scale), -(-w // scale)), mode="area")))
+            # B x 5 x h/s x w/s; tanh(x) = 2 sigmoid(2x) - 1 (torch's CPU tanh is 10x slower here)
+            o = torch.cat([o[:, :3], 0.5 * torch.sigmoid(2 * o[:, 3:5]) - 0.25], 1)
+            o = F.interpolate(o, size=(h, w), mode="bilinear", align_corners=False)  # B x 5 x h x w
+            res = o[:, 3:5]
         # weights of the three candidates: warped previous, memory readout, warped exemplar
         logits = o[:, :3] + fixed_logits(x, self.global_logit)
         a = torch.softmax(logits, 1)
         fused = a[:, 0:1] * x[:, 1:3] + a[:, 1:2] * x[:, 4:6] + a[:, 2:3] * x[:, 9:11]
-        return (fused + 0.25 * torch.tanh(o[:, 3:5])).clamp(-0.5, 0.5)
+        return (fused + res).clamp(-0.5, 0.5)
+
+
+def half(x: torch.Tensor) -> torch.Tensor:
+    """2x2 area average: B x C x h x w -> B x C x ceil(h/2) x ceil(w/2) (4 strided adds: a
+    quarter of avg_pool2d's time on one CPU thread)."""
+    h, w = x.shape[-2:]
+    if h % 2 or w % 2:
+        return F.interpolate(x, size=(-(-h // 2), -(-w // 2)), mode="area")
+    return (x[..., 0::2, 0::2] + x[..., 1::2, 0::2] + x[..., 0::2, 1::2] + x[..., 1::2, 1::2]) * 0.25
+
+
+_COUNTS: dict[tuple[int, int], np.ndarray] = {}
+
+
+def box3(e: torch.Tensor) -> torch.Tensor:
+    """Mean over each pixel's 3x3 neighbourhood inside the image (avg_pool2d with
+    count_include_pad=False): e B x 1 x h x w -> B x 1 x h x w. On the CPU through
+    OpenCV's box filter (14x faster than torch's pooling on one thread, same values)."""
+    if e.device.type != "cpu" or e.requires_grad:
+        return F.avg_pool2d(e, 3, stride=1, padding=1, count_include_pad=False)
+    h, w = e.shape[-2:]
+    if (h, w) not in _COUNTS:
+        _COUNTS[(h, w)] = cv2.boxFilter(np.ones((h, w), np.float32), -1, (3, 3), normalize=False,
+                                        borderType=cv2.BORDER_CONSTANT)
+    cnt = _COUNTS[(h, w)]
+    a = e.detach().numpy()
+    out = np.stack([cv2.boxFilter(np.ascontiguousarray(a[i, 0]), -1, (3, 3), normalize=False,
+                                  borderType=cv2.BORDER_CONSTANT) / cnt for i in range(a.shape[0])])
+    return torch.from_numpy(out[:, None])
 
 
 def fixed_logits(x: torch.Tensor, global_logit: float) -> torch.Tensor:
     """Candidate log-weights without learning: a warp is trusted where it explains the
     luma; the memory readout is a constant fallback. x: B x 12 x h x w -> B x 3 x h x w"""
-    err_prev = F.avg_pool2d(x[:, 3:4], 3, stride=1, padding=1, count_include_pad=False)
-    err_ex = F.avg_pool2d(x[:, 11:12], 3, stride=1, padding=1, count_include_pad=False)
+    err_prev = box3(x[:, 3:4])
+    err_ex = box3(x[:, 11:12])
     lp = -((err_prev / 0.05) ** 2) + 1.0
     le = -((err_ex / 0.05) ** 2) + EXEMPLAR_LOGIT
     lg = torch.full_like(lp, global_logit)

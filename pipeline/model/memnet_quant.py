@@ -46,6 +46,8 @@ def _calibration_inputs(net) -> list[tuple[torch.Tensor, torch.Tensor]]:
 def quantize_net(net):
     """-> a copy of ``net`` whose convolutions run in int8."""
     from torch.ao.quantization import get_default_qconfig_mapping
+
+    from pipeline.model.memnet_net import half
     from torch.ao.quantization.quantize_fx import convert_fx, prepare_fx
 
     import warnings
@@ -62,7 +64,8 @@ def quantize_net(net):
         with torch.no_grad():
             for lt, xin in calib:
                 key_p(lt - 0.5)
-                body_p(xin)
+                body_p(xin)  # the decoder body at full resolution (decoder_scale 1) ...
+                body_p(half(xin))  # ... and at half (decoder_scale 2): one archive, both
         key_q, body_q = convert_fx(key_p), convert_fx(body_p)
     net.key.net = key_q
     net.decoder.body = body_q

@@ -195,3 +195,60 @@ def test_info_without_building_the_model():
     assert info("memnet") == {"name": "memnet", "version": MemNetPropagator.version,
                               "weights_sha256": create("memnet").weights_sha256()}
     assert info("flow")["name"] == "flow"
+
+
+# ---- the fast paths give the same numbers as the plain ones ----------------------------
+def _naive_readout(q, mk, mv, topk, inv_temp, dim):
+    """The readout written out plainly: full distance matrix, top-k, softmax."""
+    d = ((q.transpose(1, 2).unsqueeze(-1) - mk.unsqueeze(1)) ** 2).sum(2) / dim  # B x Nq x N
+    top, idx = torch.topk(-d, topk, dim=-1)
+    w = torch.softmax(top * inv_temp, -1)
+    read = torch.stack([(mv[:, c][:, idx[0]] * w).sum(-1) for c in range(mv.shape[1])], 1)
+    return read, w[..., 0]
+
+
+def test_readout_matches_the_plain_formula():
+    from pipeline.model.memnet_net import readout
+
+    g = torch.Generator().manual_seed(0)
+    q, mk, mv = torch.rand(1, 19, 300, generator=g), torch.rand(1, 19, 700, generator=g), torch.rand(1, 3, 700, generator=g)
+    read, stats, usage = readout(q, mk, mv, (mk * mk).sum(1), 16, 300.0, dim=35)
+    ref, top_w = _naive_readout(q, mk, mv, 16, 300.0, 35)
+    assert torch.allclose(read, ref, atol=1e-5) and torch.allclose(stats[:, 0], top_w, atol=1e-5)
+    assert torch.allclose(usage.sum(), torch.tensor(300.0), atol=1e-3)  # each query's weights sum to 1
+
+
+def test_half_and_box3_equal_torch_pooling():
+    import torch.nn.functional as F
+
+    from pipeline.model.memnet_net import box3, half
+
+    x = torch.rand(2, 12, 36, 64)
+    assert torch.allclose(half(x), F.avg_pool2d(x, 2), atol=1e-6)
+    assert torch.allclose(half(x[..., :35, :63]), F.interpolate(x[..., :35, :63], size=(18, 32), mode="area"))
+    e = torch.rand(2, 1, 36, 64)
+    assert torch.allclose(box3(e), F.avg_pool2d(e, 3, stride=1, padding=1, count_include_pad=False), atol=1e-6)
+
+
+def test_dead_learned_keys_dropped_without_changing_the_output():
+    net, _ = load_net("trained")
+    if not net.key.dropped:
+        pytest.skip("the committed weights have live learned keys")
+    luma, c = _clip(frames=8, seed=5)
+    a = MemNetPropagator(weights="trained", quantize=False)
+    b = MemNetPropagator(weights="trained", quantize=False)
+    b.net.key.dropped = False  # computes the 16 zero channels and stores them
+    assert np.allclose(_run(a, luma, c), _run(b, luma, c), atol=1e-6)
+    assert a.net.key(torch.rand(1, 1, 32, 32)).shape[1] == 19 and b.net.key(torch.rand(1, 1, 32, 32)).shape[1] == 35
+
+
+def test_half_resolution_decoder_close_to_full():
+    """decoder_scale=2 runs the decoder network on a quarter of the pixels: its output is
+    not the same numbers, but the same colours (the benchmark measures the quality)."""
+    luma, c = _clip(frames=10, seed=2, h=90, w=160)
+    full = _run(MemNetPropagator(weights="trained", decoder_scale=1), luma, c)
+    half = _run(MemNetPropagator(weights="trained", decoder_scale=2), luma, c)
+    assert not np.array_equal(full, half)
+    assert float(np.abs(full - half).mean()) < 0.01
+    with pytest.raises(ValueError, match="decoder_scale"):
+        MemNetPropagator(decoder_scale=3)
