@@ -44,10 +44,17 @@ JUMPS = (0.0, 0.0, 0.15, 0.4)  # per-clip probability of camera-time jumps, draw
 MAX_PAN = 0.05
 
 
-def sample_batch(images, rng: np.random.Generator, batch: int, frames: int):
-    """-> clean luma B x T x h x w, grainy luma B x T x h x w, chroma B x T x 2 x h x w."""
+def sample_batch(images, rng: np.random.Generator, batch: int, frames: int, video=None, video_frac: float = 0.0):
+    """-> clean luma B x T x h x w, grainy luma B x T x h x w, chroma B x T x 2 x h x w.
+    With ``video`` (memnet_data.VideoWindows), a ``video_frac`` share of the batch are real
+    video windows, the rest synthetic clips over photographs."""
     ys, ls, cs = [], [], []
-    for _ in range(batch):
+    n_video = int(round(batch * video_frac)) if video is not None else 0
+    for _ in range(n_video):
+        rgb, luma = video.sample(rng, frames, H, W)
+        y, c = rgb_to_ycbcr(rgb)
+        ys.append(y), ls.append(luma), cs.append(c)
+    for _ in range(batch - n_video):
         im = images[rng.integers(len(images))][1]
         spec = ClipSpec(
             frames=frames, height=H, width=W,
@@ -138,6 +145,11 @@ def main(argv=None) -> int:
     ap.add_argument("--corrupt", type=float, default=CORRUPT,
                     help="probability of a degraded previous frame (drift recovery)")
     ap.add_argument("--export-only", action="store_true", help="export the checkpoint, no training")
+    ap.add_argument("--video", default="", help="comma-separated colour videos (the 'train' split of "
+                    "bench/model/footage.py) to draw real training windows from")
+    ap.add_argument("--decoder-scale", type=int, default=2, help="decoder network resolution divisor "
+                    "(as at inference: MemNetPropagator(decoder_scale=...))")
+    ap.add_argument("--video-frac", type=float, default=0.5, help="share of each batch from --video")
     args = ap.parse_args(argv)
 
     JUMPS = tuple(float(x) for x in args.jumps.split(","))
@@ -153,11 +165,18 @@ def main(argv=None) -> int:
     images = load_images("train", 480)
     val_images = load_images("val", 480)
     print(f"train images: {len(images)}, val images: {len(val_images)}", flush=True)
+    video = None
+    if args.video:
+        from pipeline.model.memnet_data import VideoWindows
+
+        video = VideoWindows(args.video.split(","))
+        print(f"training video: {len(video.shots)} shots from {args.video}", flush=True)
     vrng = np.random.default_rng([args.seed, 10**9])
     val = sample_batch(val_images, vrng, 12, args.frames)
 
     net = MemNet(learned=True, ch=args.ch, mem_scale=args.mem_scale,
                  global_logit=args.global_logit).to(device)
+    net.decoder_scale = args.decoder_scale
     if args.init and not ckpt.exists():
         from safetensors.torch import load_file
 
@@ -195,7 +214,7 @@ def main(argv=None) -> int:
     for step in range(start, args.steps):
         rng = np.random.default_rng([args.seed, step])
         torch.manual_seed(args.seed * 100003 + step)
-        y, l, c = sample_batch(images, rng, args.batch, args.frames)
+        y, l, c = sample_batch(images, rng, args.batch, args.frames, video, args.video_frac)
         loss, _ = run_clips(net, y, l, c, rng, device)
         opt.zero_grad(set_to_none=True)
         loss.backward()
@@ -232,10 +251,12 @@ def export(net: MemNet, args, history, steps: int) -> None:
     sd = {k: v.detach().cpu().contiguous() for k, v in net.state_dict().items()}
     last = history[-1] if history else {}
     meta = {
-        "ch": str(args.ch), "mem_scale": str(args.mem_scale), "global_logit": str(args.global_logit), "crop": f"{H}x{W}", "steps": str(steps), "seed": str(args.seed), "batch": str(args.batch),
+        "ch": str(args.ch), "mem_scale": str(args.mem_scale), "global_logit": str(args.global_logit), "decoder_scale": str(args.decoder_scale), "crop": f"{H}x{W}", "steps": str(steps), "seed": str(args.seed), "batch": str(args.batch),
         "frames": str(args.frames), "init": str(args.init or ""), "jumps": args.jumps,
         "max_pan": str(args.max_pan), "corrupt": str(args.corrupt), "val_psnr": f"{last.get('val_psnr', float('nan')):.3f}",
-        "data": "synthetic clips from gnome/mate-backgrounds + scikit-image (train split)",
+        "data": "synthetic clips from gnome/mate-backgrounds + scikit-image (train split)"
+                + (f"; {args.video_frac:.0%} real video windows from {', '.join(Path(v).stem for v in args.video.split(','))}"
+                   if args.video else ""),
     }
     Path(args.export).parent.mkdir(parents=True, exist_ok=True)
     save_file(sd, args.export, metadata=meta)

@@ -49,6 +49,8 @@ def colorize(
     address: Optional[str] = typer.Option(None, help="existing Ray cluster (default: embedded local Ray)"),
     run_dir: Optional[str] = typer.Option(None, help="run record directory (default: next to OUTPUT)"),
     model: str = typer.Option("memnet", help="propagation model (memnet, flow)"),
+    gpus_per_actor: float = typer.Option(0.0, "--gpus-per-actor", min=0.0,
+                                         help="GPU share each colorize actor requests; > 0 runs memnet on the GPU"),
     endpoint_url: Optional[str] = typer.Option(None, "--endpoint-url", help="S3-compatible endpoint (default: AWS_ENDPOINT_URL)"),
     no_report: bool = typer.Option(False, "--no-report", help="do not write the review page"),
     verbose: bool = typer.Option(False, "--verbose", "-v"),
@@ -64,8 +66,8 @@ def colorize(
         raise InputError(f"unknown model {model!r} (available: {', '.join(available())})")
     job = FilmJob(film_id_of(input), input, output, parse_exemplars(exemplar), run_dir,
                   hints=parse_exemplars(hints, "hints"))
-    cfg = JobConfig(workers=workers, address=address, codec=codec, colorize=ColorizeConfig(model=model),
-                    report=not no_report)
+    cfg = JobConfig(workers=workers, address=address, codec=codec,
+                    colorize=ColorizeConfig(model=model, gpus=gpus_per_actor), report=not no_report)
     result = run_film(job, cfg)
     what = "already published, unchanged" if result.status == "skipped" else \
         f"{result.frames} frames in {result.seconds:.1f}s ({result.shards} shards)"
@@ -80,13 +82,18 @@ def run(
     address: Optional[str] = typer.Option(None, help="existing Ray cluster (default: embedded local Ray)"),
     endpoint_url: Optional[str] = typer.Option(None, "--endpoint-url", help="S3-compatible endpoint (default: AWS_ENDPOINT_URL)"),
     no_report: bool = typer.Option(False, "--no-report", help="do not write the review page"),
+    gpus_per_actor: float = typer.Option(0.0, "--gpus-per-actor", min=0.0,
+                                         help="GPU share each colorize actor requests; > 0 runs memnet on the GPU"),
     verbose: bool = typer.Option(False, "--verbose", "-v"),
 ) -> None:
     """Colorize every film of a manifest (all of it checked before any work starts)."""
+    from pipeline.colorize import ColorizeConfig
     from pipeline.job import JobConfig, run_manifest
 
     _setup(verbose, endpoint_url)
-    for r in run_manifest(manifest, run_dir, JobConfig(workers=workers, address=address, report=not no_report)):
+    cfg = JobConfig(workers=workers, address=address, report=not no_report,
+                    colorize=ColorizeConfig(gpus=gpus_per_actor))
+    for r in run_manifest(manifest, run_dir, cfg):
         typer.echo(f"{r.film_id}: {r.output} ({r.status}, {r.frames} frames, {r.seconds:.1f}s)")
 
 

@@ -121,14 +121,15 @@ class StagePool:
     """`size` actors hosting `stage_factory(progress_fn)`; rows are queued and handed to
     idle actors one at a time (a shard is minutes of work: no batching needed)."""
 
-    def __init__(self, stage_factory: Callable, size: int, sink=None, num_cpus: float = 1, retries: int = 2):
+    def __init__(self, stage_factory: Callable, size: int, sink=None, num_cpus: float = 1, retries: int = 2,
+                 num_gpus: float = 0):
         import ray
 
         # max_task_retries=-1: while a lost node's actor is being restarted elsewhere, calls
         # to it fail at once ("unavailable"); a bounded count would be spent in seconds,
         # long before the restart. Restarts themselves stay bounded.
-        cls = ray.remote(_actor_class(stage_factory, sink)).options(num_cpus=num_cpus, max_restarts=retries,
-                                                                     max_task_retries=-1)
+        cls = ray.remote(_actor_class(stage_factory, sink)).options(num_cpus=num_cpus, num_gpus=num_gpus,
+                                                                     max_restarts=retries, max_task_retries=-1)
         self.actors = [cls.remote() for _ in range(size)]
         self.idle = deque(self.actors)
         self.queue: deque = deque()

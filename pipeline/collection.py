@@ -132,7 +132,8 @@ class Collection:
         if col_cfg.threads <= 0:  # the CPUs the pool leaves over (1 worker on 2 cores codes on 2)
             col_cfg = dataclasses.replace(col_cfg, threads=max(1, cluster.cluster_cpus() // workers))
         sink = cluster.make_sink() if cfg.progress else None
-        pool = cluster.StagePool(functools.partial(ColorizeStage, col_cfg), workers, sink)
+        pool = cluster.StagePool(functools.partial(ColorizeStage, col_cfg), workers, sink,
+                                 num_gpus=col_cfg.gpus)
         self.progress = Progress({fid: self.films[fid].prep.info.frame_count for fid in todo},
                                  rates={fid: float(self.films[fid].prep.info.avg_rate) for fid in todo}) \
             if cfg.progress else None

@@ -36,6 +36,7 @@ class ColorizeConfig:
     max_side: int = 320  # working resolution: longest side in pixels
     warmup: int = 24
     threads: int = 0  # per actor; 0 = the cluster's CPUs shared out among the actors
+    gpus: float = 0.0  # per actor: > 0 requests that share of a GPU and runs the model there
     fault_scenes: tuple[int, ...] = field(default=())  # drills/tests: these scenes fail on purpose
     # Drills/tests: the actor process is killed (SIGKILL) halfway through its first attempt
     # at these scenes; `drill_dir` (shared by the nodes) remembers which attempt was first.
@@ -67,7 +68,7 @@ class ColorizeStage:
 
     def setup(self) -> None:
         storage.sweep_scratch()  # what killed actors on this node left behind
-        self.model = self._models[self.cfg.model] = create(self.cfg.model, threads=self.cfg.threads)
+        self.model = self._models[self.cfg.model] = self._create(self.cfg.model)
 
     def process(self, row: dict) -> dict:
         """Colour one shard. With `row["record"]` and `row["journal_uri"]` (a run), the
@@ -118,6 +119,11 @@ class ColorizeStage:
             self._films[key] = load_info(key) if row.get("info_path") else probe(row["input"])
         return self._films[key]
 
+    def _create(self, name: str):
+        # an actor that holds a GPU share runs the model's networks there (memnet; the
+        # classical flow model has none and ignores it)
+        return create(name, threads=self.cfg.threads, **({"device": "cuda"} if self.cfg.gpus > 0 else {}))
+
     def _image(self, uri: str) -> tuple[np.ndarray, str]:
         if uri not in self._images:
             self._images[uri] = load_rgb(uri)
@@ -126,7 +132,7 @@ class ColorizeStage:
     def _colour_shard(self, row: dict, segment_file: str) -> int:
         name = row.get("model") or self.cfg.model  # a manifest may give a film its own model
         if name not in self._models:
-            self._models[name] = create(name, threads=self.cfg.threads)
+            self._models[name] = self._create(name)
         self.model = self._models[name]
         info = self._film(row)
         spec = output_spec(info, row["codec"])

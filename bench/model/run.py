@@ -346,6 +346,16 @@ def table(results: list[dict]) -> str:
     for r in results:
         rows.append(f"| {r['method']} | " + " | ".join(
             f"{s['psnr']:.2f} / {s['cdc']:.5f}" for s in r["scenes"]) + " |")
+    if any("shots" in c for r in results for c in r["scenes"]):  # real footage: every metric per clip
+        rows += ["", "| clip (shots) | method | PSNR dB | vs flow | SSIM | CDC | colorfulness ratio |",
+                 "|---|---|---|---|---|---|---|"]
+        flow = next((r for r in results if r["method"] == "flow"), None)
+        for i, clip in enumerate(results[0]["scenes"]):
+            for r in results:
+                c = r["scenes"][i]
+                d = f"{c['psnr'] - flow['scenes'][i]['psnr']:+.2f}" if flow else ""
+                rows.append(f"| {clip['name']} ({clip['shots']}) | {r['method']} | {c['psnr']:.2f} | {d} | "
+                            f"{c['ssim']:.4f} | {c['cdc']:.5f} | {c['colorfulness_ratio']:.3f} |")
     return "\n".join(rows)
 
 

@@ -252,3 +252,21 @@ def test_half_resolution_decoder_close_to_full():
     assert float(np.abs(full - half).mean()) < 0.01
     with pytest.raises(ValueError, match="decoder_scale"):
         MemNetPropagator(decoder_scale=3)
+
+
+def test_cuda_asked_without_a_gpu_is_a_clear_error():
+    if torch.cuda.is_available():
+        pytest.skip("this machine has a GPU")
+    with pytest.raises(RuntimeError, match="no CUDA GPU"):
+        MemNetPropagator(device="cuda")
+    assert MemNetPropagator(device="auto").device.type == "cpu"
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU (runs on a lent GPU machine)")
+def test_gpu_path_matches_cpu_float():
+    """On a GPU the networks run in float there; the same colours as the float CPU model
+    (within what float reordering and the 8-bit output allow)."""
+    luma, c = _clip(frames=10, seed=4, h=90, w=160)
+    cpu = _run(MemNetPropagator(weights="trained", quantize=False), luma, c)
+    gpu = _run(MemNetPropagator(weights="trained", device="cuda"), luma, c)
+    assert np.abs(cpu - gpu).max() < 1.0 / 255
