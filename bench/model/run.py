@@ -242,9 +242,13 @@ def run_real(method: str, shots: list[dict]) -> dict:
                 y, c = rgb_to_ycbcr(rgb)
                 if ws is None:
                     ws = work_size(y.shape[1], y.shape[0])
-                pending.append(to_u8(ycbcr_to_rgb(y, c)))
                 if i in starts:  # a shot begins: its first frame in colour is the exemplar
                     model.new_scene([Exemplar(0, downsize(y, ws), np.stack([downsize(x, ws) for x in c]))])
+                    # (the model still steps it, as the job does; it is not scored: it is
+                    # the colourist's own frame, and a copy of it would score infinity)
+                    model.step(downsize(y, ws))
+                    continue
+                pending.append(to_u8(ycbcr_to_rgb(y, c)))
                 t = time.perf_counter()
                 lw = downsize(y, ws)
                 t1 = time.perf_counter()
@@ -264,7 +268,9 @@ def run_real(method: str, shots: list[dict]) -> dict:
                     raise StopIteration
                 return pending.popleft()
 
-        r = metrics.evaluate(outputs(), _Refs(), scenes=clip["scenes"])
+        # shots in scored-frame numbering (each shot's exemplar frame left out)
+        scored = [(a - k, b - k - 1) for k, (a, b) in enumerate(clip["scenes"])]
+        r = metrics.evaluate(outputs(), _Refs(), scenes=scored)
         r.pop("scenes", None)
         clips.append({"name": clip["name"], "shots": len(clip["scenes"]), **r})
         print(f"  {method}: {clip['name']} PSNR {r['psnr']:.2f}", file=sys.stderr, flush=True)

@@ -5,7 +5,8 @@ starts), side by side in one run:
 
 - `quantize here`: load the float weights, FX-prepare, calibrate and convert to int8
   (what every actor did before the prepared archive).
-- `shipped int8`: `create("memnet")` — the float weights plus the int8 parts prepared at
+- `default`: `create("memnet")` — memnet.DEFAULT (the floor: no learned weights to load)
+- `shipped int8`: `create("memnet", weights="trained")` — the float weights plus the int8 parts prepared at
   build time (weights/memnet_int8.pt, TorchScript, sha256-checked).
 Prints `import torch` and "model ready after import" (median of the repeats).
 """
@@ -29,9 +30,12 @@ t1 = time.perf_counter()
 if sys.argv[1] == "here":
     from pipeline.model.memnet import load_net
     from pipeline.model.memnet_quant import quantize_net
-    net, _ = load_net(None)
+    net, _ = load_net("trained")
     quantize_net(net)
-else:
+elif sys.argv[1] == "shipped":
+    from pipeline.model import create
+    create("memnet", threads=1, weights="trained")
+else:  # the default model (memnet.DEFAULT)
     from pipeline.model import create
     create("memnet", threads=1)
 t2 = time.perf_counter()
@@ -49,10 +53,11 @@ def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--repeat", type=int, default=3)
     args = ap.parse_args()
-    runs = {"quantize here": [], "shipped int8": []}
-    for _ in range(args.repeat):  # interleaved: both see the same machine load
+    runs = {"quantize here": [], "shipped int8": [], "default": []}
+    for _ in range(args.repeat):  # interleaved: all see the same machine load
         runs["quantize here"].append(measure("here"))
         runs["shipped int8"].append(measure("shipped"))
+        runs["default"].append(measure("default"))
     med = {k: {m: statistics.median(r[m] for r in v) for m in ("import", "ready")} for k, v in runs.items()}
     for k, v in med.items():
         print(f"{k:14s} import torch {v['import']:.2f} s   model ready after import {v['ready']:.2f} s")

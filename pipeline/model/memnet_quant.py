@@ -139,7 +139,7 @@ def _calibration_inputs_for(net_q) -> tuple[torch.Tensor, torch.Tensor]:
     """Example inputs of the key encoder (B x 1 x h x w) and decoder body (B x C x h x w)."""
     from pipeline.model.memnet import load_net
 
-    float_net, _ = load_net(None)
+    float_net, _ = load_net("trained")
     lt, xin = _calibration_inputs(float_net)[0]
     return lt - 0.5, xin
 
@@ -147,5 +147,5 @@ def _calibration_inputs_for(net_q) -> tuple[torch.Tensor, torch.Tensor]:
 if __name__ == "__main__":
     from pipeline.model.memnet import load_net
 
-    net, sha = load_net(None)
+    net, sha = load_net("trained")
     print(PREPARED, export_prepared(quantize_net(net), sha))
