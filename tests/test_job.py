@@ -13,6 +13,7 @@ from pipeline.errors import ShardFailures
 from pipeline.io import iter_luma, probe
 from pipeline.job import FilmJob, JobConfig, parse_exemplars, run_film
 from pipeline.record import read_table
+from pipeline.model.memnet import MemNetPropagator
 from pipeline.synth import SynthScene, save_png, write_film
 
 
@@ -88,7 +89,7 @@ def test_run_record_lists_scenes_and_shards(colored):
     assert [s["start_frame"] for s in scenes] == [0, 18, 32]  # the three shots, found by the scan
     assert all(s["status"] == "done" and s["error"] == "" for s in shards)
     assert sum(s["frames"] for s in shards) == 48
-    assert shards[0]["model"]["name"] == "memnet" and shards[0]["model"]["version"] == "2"
+    assert shards[0]["model"]["name"] == "memnet" and shards[0]["model"]["version"] == MemNetPropagator.version
     assert len(shards[0]["exemplar_sha256"][0]) == 64
     assert films[0]["output_sha256"] == _sha(out)
 
