@@ -120,6 +120,13 @@ def rss_mb() -> float:
     return psutil.Process().memory_info().rss / 2**20
 
 
+def _drain(pending: deque):
+    """References in step with the outputs: a frame's reference exists once its output
+    was made (the output generator appends it)."""
+    while pending:
+        yield pending.popleft()
+
+
 def run_method(method: str, quick: bool, seed: int = 0) -> dict:
     """Runs one method over the quality set in this process."""
     import cv2
@@ -167,17 +174,8 @@ def run_method(method: str, quick: bool, seed: int = 0) -> dict:
                 yield to_u8(ycbcr_to_rgb(luma, chroma))
             print(f"  {method}: scene {name} done ({len(clip)} frames)", file=sys.stderr, flush=True)
 
-    class _Refs:  # the reference of a frame exists once its output was made
-        def __iter__(self):
-            return self
-
-        def __next__(self):
-            if not pending:
-                raise StopIteration
-            return pending.popleft()
-
     t0 = time.perf_counter()
-    res = metrics.evaluate(outputs(), _Refs(), scenes=ranges)
+    res = metrics.evaluate(outputs(), _drain(pending), scenes=ranges)
     for s, spec in zip(res["scenes"], specs):
         s["name"] = spec[0]
     res["fps"] = timing["frames"] / timing["model_s"]
@@ -259,18 +257,9 @@ def run_real(method: str, shots: list[dict]) -> dict:
                 timing["frames"] += 1
                 yield to_u8(ycbcr_to_rgb(y, chroma))
 
-        class _Refs:
-            def __iter__(self):
-                return self
-
-            def __next__(self):
-                if not pending:
-                    raise StopIteration
-                return pending.popleft()
-
         # shots in scored-frame numbering (each shot's exemplar frame left out)
         scored = [(a - k, b - k - 1) for k, (a, b) in enumerate(clip["scenes"])]
-        r = metrics.evaluate(outputs(), _Refs(), scenes=scored)
+        r = metrics.evaluate(outputs(), _drain(pending), scenes=scored)
         r.pop("scenes", None)
         clips.append({"name": clip["name"], "shots": len(clip["scenes"]), **r})
         print(f"  {method}: {clip['name']} PSNR {r['psnr']:.2f}", file=sys.stderr, flush=True)
