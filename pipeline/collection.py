@@ -33,6 +33,10 @@ class RecordError(FilmcolorError):
     """The run record could not be kept (exit 1; what is durable stays durable)."""
 
 
+# Drills/tests: the driver kills itself (SIGKILL) at this point of the run ("planned": a
+# film's plan is journaled, no shard handed out; "published": a film's output is published,
+# its row not yet written), to prove a resume from there.
+DRILL_ENV = "FILMCOLOR_DRILL_DRIVER_KILL"
 PLAN_AHEAD = 2  # films planned ahead of the colouring (bounded: plans hold frame tables)
 
 
@@ -181,6 +185,7 @@ class Collection:
             self._fail(film, f"plan: {_reason(exc)}")
             return
         film.timings["scan"] = film.plan.scan_seconds
+        self._drill("planned")
         prior = self.journal.shard_rows(fid)
         prep = film.prep
         for s in film.plan.shards:
@@ -261,6 +266,7 @@ class Collection:
             self._fail(film, f"assembly: {_reason(exc)}")
             return
         film.status = "done"
+        self._drill("published")
         self._finish(film)
 
     def _fail(self, film: _Film, error: str) -> None:
@@ -278,6 +284,10 @@ class Collection:
         log.info("%s: %s in %.1fs%s", film.prep.film_id, film.status, secs, f" ({parts})" if parts else "")
 
     # --- bookkeeping ---------------------------------------------------------------------
+    def _drill(self, point: str) -> None:
+        if os.environ.get(DRILL_ENV) == point:
+            os.kill(os.getpid(), 9)
+
     def _published(self, film: _Film) -> bool:
         """Published by an earlier run with the same inputs, and the output still matches."""
         p = film.prep

@@ -169,10 +169,17 @@ def _colorize(film, ex, out, **kw):
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, start_new_session=True, **kw)
 
 
-def test_driver_sigkill_then_resume_gives_the_same_bytes(long_film, tmp_path):
+@pytest.fixture(scope="module")
+def long_ref(long_film, tmp_path_factory):
     film, ex = long_film
-    ref = _colorize(film, ex, tmp_path / "ref.mkv")
-    assert ref.wait(300) == 0, ref.stderr.read()[-2000:]
+    ref = tmp_path_factory.mktemp("ref") / "ref.mkv"
+    proc = _colorize(film, ex, ref)
+    assert proc.wait(300) == 0, proc.stderr.read()[-2000:]
+    return _sha(ref)
+
+
+def test_driver_sigkill_then_resume_gives_the_same_bytes(long_film, long_ref, tmp_path):
+    film, ex = long_film
     out = tmp_path / "out.mkv"
     proc = _colorize(film, ex, out)
     journal = Journal(str(tmp_path / "out.filmcolor-run"))
@@ -186,7 +193,36 @@ def test_driver_sigkill_then_resume_gives_the_same_bytes(long_film, tmp_path):
     assert not out.exists()
     resumed = _colorize(film, ex, out)
     assert resumed.wait(300) == 0, resumed.stderr.read()[-2000:]
-    assert _sha(out) == _sha(tmp_path / "ref.mkv")
+    assert _sha(out) == long_ref
     shards = read_table(str(tmp_path / "out.filmcolor-run"), "shards")
     assert all(s["attempts"] == 1 for s in shards if s["shard_id"] in durable)  # kept, not recoloured
     assert sum(1 for s in shards if s["attempts"] > 1) <= 2  # at most the shards in flight (2 workers)
+
+
+@pytest.mark.parametrize("point", ["planned", "published"])
+def test_driver_sigkill_at_a_stage_boundary_then_resume(long_film, long_ref, tmp_path, point):
+    """Killed where the plan is journaled but nothing handed out, or where the output is
+    published but its row is not yet written: the resume neither rescans nor recolours
+    more than it must, and gives the uninterrupted run's bytes."""
+    from pipeline.collection import DRILL_ENV
+
+    film, ex = long_film
+    out, run_dir = tmp_path / "out.mkv", tmp_path / "out.filmcolor-run"
+    proc = _colorize(film, ex, out, env={**os.environ, DRILL_ENV: point})
+    assert proc.wait(300) == -signal.SIGKILL
+    journal = Journal(str(run_dir))
+    assert journal.plan("reel") is not None and journal.film_row("reel") is None
+    assert out.exists() == (point == "published")
+    before = {k: r["status"] for k, r in journal.shard_rows("reel").items()}
+    resumed = _colorize(film, ex, out, env={k: v for k, v in os.environ.items() if k != DRILL_ENV})
+    assert resumed.wait(300) == 0, resumed.stderr.read()[-2000:]
+    assert _sha(out) == long_ref
+    shards = read_table(str(run_dir), "shards")
+    if point == "planned":
+        assert before == {}  # nothing was handed out before the kill
+        assert all(s["attempts"] == 1 for s in shards)
+    else:
+        assert set(before.values()) == {"done"}
+        assert all(s["attempts"] == 1 for s in shards)  # reassembled from the segments only
+    films = read_table(str(run_dir), "films")
+    assert films[0]["status"] == "done" and "scan_seconds" not in {k for k, v in films[0].items() if v}
