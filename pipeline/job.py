@@ -118,10 +118,9 @@ def _frame(spec: ExemplarSpec, info, where: str) -> int:
 @functools.lru_cache(maxsize=1)
 def auto_info() -> dict:
     """The automatic colorizer of this build: name, version, weights sha256 (checked)."""
-    from pipeline.model import auto
+    from pipeline.model import auto_meta  # no torch in the driver for this
 
-    c = auto.load()
-    return {"name": c.name, "version": c.version, "weights_sha256": c.weights_sha256()}
+    return auto_meta.info()
 
 
 def _prepare_run_dir(run_dir: str) -> None:

@@ -19,42 +19,22 @@ import cv2
 import numpy as np
 import torch
 
+from pipeline.model.auto_meta import DEFAULT_WEIGHTS, NAME, VERSION, WEIGHTS_DIR, verified_sha256  # noqa: F401
 from pipeline.model.auto_net import OUT_STRIDE, STRIDE, T_DEFAULT, AutoNet, annealed_mean
 from pipeline.model.upsample import guided_upsample
-from pipeline.storage import file_sha256
 
-WEIGHTS_DIR = os.path.join(os.path.dirname(os.path.abspath(__file__)), "weights")
-DEFAULT_WEIGHTS = os.path.join(WEIGHTS_DIR, "auto.safetensors")
 WORK_SIDE = 256
 
 
-def _expected_sha256(weights: str) -> str:
-    path = os.path.splitext(weights)[0] + ".sha256"
-    if not os.path.exists(path):
-        raise RuntimeError(f"auto colorizer: checksum file {path} is missing (needed to verify {weights})")
-    with open(path) as f:
-        text = f.read().split()
-    if not text:
-        raise RuntimeError(f"auto colorizer: checksum file {path} is empty")
-    return text[0].strip().lower()
-
-
 class AutoColorizer:
-    name = "auto"
-    version = "1"
+    name = NAME
+    version = VERSION
 
     def __init__(self, threads: int = 1, weights: str | None = None):
         from safetensors import safe_open
 
         path = os.fspath(weights) if weights is not None else DEFAULT_WEIGHTS
-        if not os.path.exists(path):
-            raise RuntimeError(f"auto colorizer: weights file {path} not found")
-        want = _expected_sha256(path)
-        got = file_sha256(path)
-        if got != want:
-            raise RuntimeError(f"auto colorizer: sha256 of {path} is {got}, but "
-                               f"{os.path.splitext(path)[0]}.sha256 says {want}: corrupt or mismatched weights")
-        self._sha = got
+        self._sha = verified_sha256(path)
         self._threads = max(1, int(threads))
         with safe_open(path, framework="pt", device="cpu") as f:
             meta = f.metadata() or {}
