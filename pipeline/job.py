@@ -118,7 +118,7 @@ def _frame(spec: ExemplarSpec, info, where: str) -> int:
 @functools.lru_cache(maxsize=1)
 def auto_info() -> dict:
     """The automatic colorizer of this build: name, version, weights sha256 (checked)."""
-    from pipeline.model import auto_meta  # no torch in the driver for this
+    from pipeline.model import auto_meta  # the network is built where it runs
 
     return auto_meta.info()
 

@@ -2,8 +2,8 @@
 
 The driver needs only the name, version and the verified weights sha256 of the automatic
 colorizer (for the plan key and the run record); the network itself is built where it
-runs (the plan tasks). Kept apart from `pipeline.model.auto` so the driver never imports
-torch for it (~2.7 s of every run's start-up on this machine).
+runs (the plan tasks). Kept apart from `pipeline.model.auto` (torch, the network) so the
+driver does not build the network or read its tensors only to learn these three fields.
 """
 
 from __future__ import annotations
