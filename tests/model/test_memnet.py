@@ -169,7 +169,10 @@ def test_exemplar_track_recovers_after_a_jump():
 
 def test_shipped_int8_parts_equal_quantizing_here(tmp_path):
     """The prepared int8 archive (weights/memnet_int8.pt) is the same model as quantizing
-    and calibrating at start-up: bit-identical output, made from the committed weights."""
+    and calibrating at start-up, made from the committed weights. Equal to within 1e-5
+    (a 10-bit code value is 1e-3), not bit for bit: calibration runs float kernels that
+    differ in the last bits between CPUs (measured on another Xeon: max 9.5e-7, 27% of
+    values off by a few ulps), so the archive made elsewhere is not bit-identical here."""
     from pipeline.model import memnet_quant as q
 
     net, sha = load_net("trained")
@@ -179,7 +182,7 @@ def test_shipped_int8_parts_equal_quantizing_here(tmp_path):
     luma, c = _clip(frames=10, seed=3)
     a, b = MemNetPropagator(weights="trained"), MemNetPropagator(weights="trained")
     a.net, b.net = shipped, here
-    assert np.array_equal(_run(a, luma, c), _run(b, luma, c))
+    np.testing.assert_allclose(_run(a, luma, c), _run(b, luma, c), rtol=0, atol=1e-5)
     # Made from other weights: not used (the caller quantizes); corrupt: refused.
     assert q.load_prepared(net, "0" * 64) is None
     bad = tmp_path / "memnet_int8.pt"
