@@ -16,6 +16,7 @@ from __future__ import annotations
 import dataclasses
 import functools
 import os
+import signal
 import time
 from dataclasses import dataclass, field
 
@@ -286,7 +287,7 @@ class Collection:
     # --- bookkeeping ---------------------------------------------------------------------
     def _drill(self, point: str) -> None:
         if os.environ.get(DRILL_ENV) == point:
-            os.kill(os.getpid(), 9)
+            os.kill(os.getpid(), signal.SIGKILL)
 
     def _published(self, film: _Film) -> bool:
         """Published by an earlier run with the same inputs, and the output still matches."""

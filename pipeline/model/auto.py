@@ -19,7 +19,7 @@ import cv2
 import numpy as np
 import torch
 
-from pipeline.model.auto_meta import DEFAULT_WEIGHTS, NAME, VERSION, WEIGHTS_DIR, verified_sha256  # noqa: F401
+from pipeline.model.auto_meta import DEFAULT_WEIGHTS, NAME, VERSION, verified_sha256
 from pipeline.model.auto_net import OUT_STRIDE, STRIDE, T_DEFAULT, AutoNet, annealed_mean
 from pipeline.model.upsample import guided_upsample
 

@@ -171,8 +171,8 @@ def test_shipped_int8_parts_equal_quantizing_here(tmp_path):
     """The prepared int8 archive (weights/memnet_int8.pt) is the same model as quantizing
     and calibrating at start-up, made from the committed weights. Equal to within 1e-5
     (a 10-bit code value is 1e-3), not bit for bit: calibration runs float kernels that
-    differ in the last bits between CPUs (measured on another Xeon: max 9.5e-7, 27% of
-    values off by a few ulps), so the archive made elsewhere is not bit-identical here."""
+    differ in the last bits between CPUs (the archive, made on another machine, measured
+    on this one: max 9.5e-7, 27% of values off by a few ulps)."""
     from pipeline.model import memnet_quant as q
 
     net, sha = load_net("trained")
