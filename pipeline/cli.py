@@ -40,11 +40,17 @@ def _setup(verbose: bool, endpoint_url: str | None) -> None:
 
 @app.command()
 def colorize(
-    input: str = typer.Argument(..., help="film: local path or s3:// URI"),
-    output: str = typer.Argument(..., help=".mkv (FFV1), .mov (ProRes 422 HQ) or .mp4 (H.264)"),
+    input: str = typer.Argument(..., help="film (file, or DPX/TIFF sequence: folder, s3:// prefix ending in /, "
+                                          "or pattern like reel_%08d.dpx): local path or s3:// URI"),
+    outputs: List[str] = typer.Argument(..., metavar="OUTPUT...",
+                                        help="deliverables, master first: .mkv (FFV1), .mov (ProRes 422 HQ), "
+                                             ".mp4 (H.264), or a sequence pattern out/reel_%08d.dpx|.tif"),
     exemplar: List[str] = typer.Option([], "--exemplar", "-e", help="IMAGE@FRAME (index, HH:MM:SS:FF or 12.5s)"),
     hints: List[str] = typer.Option([], "--hints", help="RGBA PNG of colour dots/strokes @FRAME (transparent elsewhere)"),
-    codec: Optional[str] = typer.Option(None, help="ffv1 | prores | h264 (default: from OUTPUT's extension)"),
+    codec: Optional[str] = typer.Option(None, help="the master's codec: ffv1 | prores | prores4444 | h264 "
+                                                   "(default: from its extension)"),
+    fps: Optional[str] = typer.Option(None, "--fps", help="an image sequence's frame rate (18, 24, 24000/1001); "
+                                                          "default: the DPX header's"),
     workers: Optional[int] = typer.Option(None, min=1, help="actors (default: the machine's cores)"),
     address: Optional[str] = typer.Option(None, help="existing Ray cluster (default: embedded local Ray)"),
     run_dir: Optional[str] = typer.Option(None, help="run record directory (default: next to OUTPUT)"),
@@ -64,14 +70,14 @@ def colorize(
     _setup(verbose, endpoint_url)
     if model not in available():
         raise InputError(f"unknown model {model!r} (available: {', '.join(available())})")
-    job = FilmJob(film_id_of(input), input, output, parse_exemplars(exemplar), run_dir,
-                  hints=parse_exemplars(hints, "hints"))
+    job = FilmJob(film_id_of(input), input, outputs[0], parse_exemplars(exemplar), run_dir,
+                  hints=parse_exemplars(hints, "hints"), outputs=outputs, fps=fps)
     cfg = JobConfig(workers=workers, address=address, codec=codec,
                     colorize=ColorizeConfig(model=model, gpus=gpus_per_actor), report=not no_report)
     result = run_film(job, cfg)
     what = "already published, unchanged" if result.status == "skipped" else \
         f"{result.frames} frames in {result.seconds:.1f}s ({result.shards} shards)"
-    typer.echo(f"{result.output}: {what}; run record: {result.run_dir}")
+    typer.echo(f"{', '.join(outputs)}: {what}; run record: {result.run_dir}")
 
 
 @app.command()
@@ -155,18 +161,21 @@ def report(
 def scenes(
     input: str = typer.Argument(..., help="film: local path or s3:// URI"),
     out: Optional[str] = typer.Option(None, "--out", help=".csv .parquet .json .edl .otio (default: CSV on stdout)"),
+    fps: Optional[str] = typer.Option(None, "--fps", help="an image sequence's frame rate (default: the DPX header's)"),
     endpoint_url: Optional[str] = typer.Option(None, "--endpoint-url", help="S3-compatible endpoint (default: AWS_ENDPOINT_URL)"),
 ) -> None:
     """Detect scenes and write the scene list."""
     from pipeline import storage
-    from pipeline.io import probe
+    from pipeline.io import parse_rate, probe
+    from pipeline.io.sequence import is_sequence
     from pipeline.scenes import scan_scenes, write_scenes
 
     _setup(False, endpoint_url)
-    storage.check_readable(input)
+    if not is_sequence(input):
+        storage.check_readable(input)
     if out:
         storage.check_writable(out)
-    info = probe(input)
+    info = probe(input, parse_rate(fps))
     found = scan_scenes(input, info)
     if out:
         write_scenes(found, info, out)
@@ -241,6 +250,25 @@ def _read_scene_ranges(src: str) -> list[tuple[int, int]]:
     else:
         raise InputError(f"{src}: scene list must be .csv, .parquet, .json or a run directory")
     return [(int(r["start_frame"]), int(r["end_frame"])) for r in rows]
+
+
+@app.command()
+def verify(
+    paths: List[str] = typer.Argument(..., metavar="PATH...", help="deliverables (files, sequence folders) or run "
+                                                                   "directories (all their films): local or s3://"),
+    endpoint_url: Optional[str] = typer.Option(None, "--endpoint-url", help="S3-compatible endpoint (default: AWS_ENDPOINT_URL)"),
+) -> None:
+    """Re-check deliverables against their NAME.sha256 and NAME.framemd5 sidecars: exit 0
+    when all match, else 1 with one line per file naming the first frame that differs."""
+    from pipeline import fixity
+
+    _setup(False, endpoint_url)
+    checked, problems = fixity.verify_paths(paths)
+    for line in problems:
+        print(f"filmcolor: {line}", file=sys.stderr)
+    if problems:
+        raise typer.Exit(1)
+    typer.echo(f"{checked} deliverable(s) verified: sha256 and framemd5 match")
 
 
 @app.command()

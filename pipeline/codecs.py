@@ -1,13 +1,16 @@
-"""Output codecs: which encoder, pixel format and tags a film is written with.
+"""Output codecs: which encoder, pixel format and tags a deliverable is written with.
 
-Segments are encoded by the actors; assembly copies their packets into the output when
-the codec is intra-only (FFV1, ProRes) and transcodes once when it is not (H.264, whose
-segments are FFV1 in the output's pixel format so the final encode sees exact frames).
+Segments are encoded by the actors in the master's format (the first OUTPUT): its own
+codec when intra-only (FFV1, ProRes), else lossless FFV1 in its pixel format. Assembly
+copies the master's packets from the segments, and makes every other deliverable from
+the same segments, decoded once more and converted here (`convert_planes`): colour once,
+encode per deliverable.
 """
 
 from __future__ import annotations
 
 import os
+import re
 from dataclasses import dataclass, field
 
 import av
@@ -16,8 +19,10 @@ import numpy as np
 from pipeline.errors import InputError
 from pipeline.io import FilmInfo, plane_array
 
-EXTENSIONS = {".mkv": "ffv1", ".mov": "prores", ".mp4": "h264"}
-CONTAINERS = {"ffv1": "matroska", "prores": "mov", "h264": "mp4"}
+EXTENSIONS = {".mkv": "ffv1", ".mov": "prores", ".mp4": "h264", ".dpx": "dpx", ".tif": "tiff", ".tiff": "tiff"}
+CONTAINERS = {"ffv1": "matroska", "prores": "mov", "prores4444": "mov", "h264": "mp4", "dpx": "image2",
+              "tiff": "image2"}
+SEQUENCE_CODECS = ("dpx", "tiff")
 
 # AVColorSpace / AVColorPrimaries / AVColorTransferCharacteristic values.
 BT709, UNSPECIFIED, BT470BG, SMPTE170M = 1, 2, 5, 6
@@ -60,12 +65,21 @@ class OutputSpec:
 # FFV1 version 3 archival settings (DESIGN.md): GOP 1, 16 slices, slice CRCs.
 FFV1_OPTIONS = {"level": "3", "g": "1", "slices": "16", "slicecrc": "1", "coder": "1", "context": "1"}
 PRORES_OPTIONS = {"profile": "3", "vendor": "apl0", "bits_per_mb": "8000"}  # 422 HQ
+PRORES4444_OPTIONS = {"profile": "4", "vendor": "apl0", "bits_per_mb": "8000"}  # 4444 (no alpha)
 H264_OPTIONS = {"crf": "18", "preset": "medium", "profile": "high", "g": "48"}
 
 
 # Which codecs each output container may carry (the container follows the extension).
-ALLOWED = {".mkv": {"ffv1", "prores", "h264"}, ".mov": {"prores", "h264"}, ".mp4": {"h264"}}
-MUXERS = {".mkv": "matroska", ".mov": "mov", ".mp4": "mp4"}
+ALLOWED = {".mkv": {"ffv1", "prores", "prores4444", "h264"}, ".mov": {"prores", "prores4444", "h264"},
+           ".mp4": {"h264"}, ".dpx": {"dpx"}, ".tif": {"tiff"}, ".tiff": {"tiff"}}
+MUXERS = {".mkv": "matroska", ".mov": "mov", ".mp4": "mp4", ".dpx": "image2", ".tif": "image2", ".tiff": "image2"}
+_PATTERN = re.compile(r"%0?\d*d")
+
+
+def is_sequence_output(output: str) -> bool:
+    """An image-sequence deliverable: a printf pattern naming the files of one folder,
+    `graded/reel1_%08d.dpx` (the folder is made whole, then published)."""
+    return os.path.splitext(output)[1].lower() in (".dpx", ".tif", ".tiff")
 
 
 def codec_for(output: str, codec: str | None) -> str:
@@ -74,12 +88,21 @@ def codec_for(output: str, codec: str | None) -> str:
     ext = os.path.splitext(output)[1].lower()
     if ext not in EXTENSIONS:
         raise InputError(
-            f"{output}: unsupported output extension {ext or '(none)'!r} (use .mkv, .mov or .mp4)"
+            f"{output}: unsupported output extension {ext or '(none)'!r} "
+            "(use .mkv, .mov, .mp4, or a .dpx/.tif sequence pattern like out/reel_%08d.dpx)"
         )
+    if is_sequence_output(output):
+        base = os.path.basename(output)
+        if len(_PATTERN.findall(base)) != 1:
+            raise InputError(f"{output}: an image-sequence output needs one frame-number pattern in its file "
+                             "name, e.g. graded/reel1_%08d.dpx")
+        if os.path.basename(os.path.dirname(output.rstrip("/"))) in ("", ".", ".."):
+            raise InputError(f"{output}: an image-sequence output goes in a folder of its own, "
+                             "e.g. graded/reel1_%08d.dpx")
     if codec is None:
         return EXTENSIONS[ext]
     if codec not in CONTAINERS:
-        raise InputError(f"unsupported codec {codec!r} (use ffv1, prores or h264)")
+        raise InputError(f"unsupported codec {codec!r} (use ffv1, prores, prores4444 or h264)")
     if codec not in ALLOWED[ext]:
         raise InputError(f"{output}: a {ext} file cannot carry {codec} (use {', '.join(sorted(ALLOWED[ext]))})")
     return codec
@@ -89,20 +112,40 @@ def muxer_for(output: str) -> str:
     return MUXERS[os.path.splitext(output)[1].lower()]
 
 
+FFV1_DEPTHS = (8, 10, 12, 16)  # FFV1 Y'CbCr depths FFmpeg encodes; 9 and 14-bit scans go up
+
+
 def output_spec(info: FilmInfo, codec: str) -> OutputSpec:
-    """The output format for this film: keep luma depth and layout where the codec allows."""
+    """The output format for this film: keep luma depth and layout where the codec allows.
+
+    FFV1 keeps the scan's own depth (8/10/12/16 bits, so the master's Y plane is the
+    scan's luma sample for sample) and range; gray and RGB scans get 4:2:0 chroma."""
     tags = _color_tags(info)
     if codec == "ffv1":
-        chroma = "420" if info.chroma == "gray" else info.chroma
-        depth = info.bit_depth if info.bit_depth in (8, 10) else 10
-        fmt = f"yuv{chroma}p" + ("10le" if depth == 10 else "")
+        chroma = "420" if info.chroma in ("gray", "rgb") else info.chroma
+        depth = next(d for d in FFV1_DEPTHS if d >= min(info.bit_depth, 16))
+        fmt = f"yuv{chroma}p" + (f"{depth}le" if depth > 8 else "")
         return OutputSpec("ffv1", "ffv1", fmt, depth, chroma, "matroska", FFV1_OPTIONS, True, *tags)
     # ProRes and H.264 deliverables are video range (players assume it): full-range input
     # luma is rescaled, within the codec's tolerance anyway.
     video_tags = (*tags[:3], False)
     if codec == "prores":
         return OutputSpec("prores", "prores_ks", "yuv422p10le", 10, "422", "mov", PRORES_OPTIONS, True, *video_tags)
+    if codec == "prores4444":
+        return OutputSpec("prores4444", "prores_ks", "yuv444p10le", 10, "444", "mov", PRORES4444_OPTIONS, True,
+                          *video_tags)
+    if codec in SEQUENCE_CODECS:
+        # R'G'B' files for grading suites, full range: 16-bit TIFF; DPX at 16 bits for
+        # deep scans, else the 10 bits grading suites expect.
+        depth = 16 if codec == "tiff" or info.bit_depth > 10 else 10
+        return OutputSpec(codec, codec, "rgb", depth, "rgb", "image2", {}, True, *tags[:3], True)
     return OutputSpec("h264", "libx264", "yuv420p", 8, "420", "mp4", H264_OPTIONS, False, *video_tags)
+
+
+def segment_spec(info: FilmInfo, master_codec: str) -> OutputSpec:
+    """What the actors encode segments in: the master's format; a sequence master is
+    coloured into lossless FFV1 segments at the scan's depth and written out at assembly."""
+    return output_spec(info, "ffv1" if master_codec in SEQUENCE_CODECS else master_codec)
 
 
 def _color_tags(info: FilmInfo) -> tuple[int, int, int, bool]:
@@ -140,6 +183,56 @@ def _rescale_range(luma: np.ndarray, info: FilmInfo, spec: OutputSpec) -> np.nda
     y = (luma.astype(np.float64) - lo_in) * ((hi_out - lo_out) / (hi_in - lo_in)) + lo_out
     top = (1 << spec.bit_depth) - 1
     return np.rint(y).clip(0, top).astype(np.uint8 if spec.bit_depth == 8 else np.uint16)
+
+
+def _black_white(depth: int, full: bool) -> tuple[float, float]:
+    scale = 1 << (depth - 8)
+    return (0.0, float((1 << depth) - 1)) if full else (16.0 * scale, 235.0 * scale)
+
+
+def code_to_chroma(code: np.ndarray, spec: OutputSpec) -> np.ndarray:
+    """The inverse of `chroma_to_code`: 2 x h x w code values -> float offsets."""
+    scale = 1 << (spec.bit_depth - 8)
+    span = (255.0 if spec.full_range else 224.0) * scale
+    return (code.astype(np.float32) - 128.0 * scale) / span
+
+
+def convert_luma_code(y: np.ndarray, src: OutputSpec, dst: OutputSpec) -> np.ndarray:
+    """Y' code values from one deliverable's depth and range to another's: exact shifts
+    when only the depth differs, else a rounded rescale of black..white."""
+    if src.full_range == dst.full_range:
+        shift = dst.bit_depth - src.bit_depth
+        dtype = np.uint8 if dst.bit_depth == 8 else np.uint16
+        if shift >= 0:
+            return y.astype(dtype) << shift if shift else y
+        return ((y.astype(np.uint32) + (1 << (-shift - 1))) >> -shift).clip(0, (1 << dst.bit_depth) - 1).astype(dtype)
+    lo_in, hi_in = _black_white(src.bit_depth, src.full_range)
+    lo_out, hi_out = _black_white(dst.bit_depth, dst.full_range)
+    out = (y.astype(np.float64) - lo_in) * ((hi_out - lo_out) / (hi_in - lo_in)) + lo_out
+    return np.rint(out).clip(0, (1 << dst.bit_depth) - 1).astype(np.uint8 if dst.bit_depth == 8 else np.uint16)
+
+
+def convert_planes(y: np.ndarray, cb: np.ndarray, cr: np.ndarray, src: OutputSpec, dst: OutputSpec):
+    """One coloured frame (the segment's planes, code values) -> `dst`'s planes: (Y', Cb,
+    Cr) code values, or for a sequence deliverable one H x W x 3 R'G'B' array."""
+    import cv2
+
+    h, w = y.shape
+    chroma = code_to_chroma(np.stack([cb, cr]), src)  # 2 x h' x w' float offsets
+    if dst.chroma == "rgb":
+        lo, hi = _black_white(src.bit_depth, src.full_range)
+        yf = (y.astype(np.float32) - lo) / (hi - lo)
+        full = np.stack([cv2.resize(c, (w, h), interpolation=cv2.INTER_LINEAR) for c in chroma])
+        from pipeline.colour import ycbcr_to_rgb
+
+        rgb = ycbcr_to_rgb(np.concatenate([yf[None], full]), src.matrix)  # H x W x 3 float [0, 1]
+        top = (1 << dst.bit_depth) - 1
+        return np.rint(rgb * top).astype(np.uint16 if dst.bit_depth > 8 else np.uint8)
+    cw, ch = dst.chroma_size(w, h)
+    if chroma.shape[1:] != (ch, cw):
+        chroma = np.stack([cv2.resize(c, (cw, ch), interpolation=cv2.INTER_LINEAR) for c in chroma])
+    code = chroma_to_code(chroma, dst)
+    return convert_luma_code(y, src, dst), code[0], code[1]
 
 
 def chroma_to_code(chroma: np.ndarray, spec: OutputSpec) -> np.ndarray:

@@ -22,7 +22,7 @@ from dataclasses import dataclass, field
 
 from pipeline import cluster, log, storage
 from pipeline.storage import s3
-from pipeline.assemble import publish_film
+from pipeline.assemble import publish_deliverable
 from pipeline.colorize import ColorizeStage, error_text, shard_row
 from pipeline.errors import FilmcolorError
 from pipeline.journal import Journal
@@ -67,6 +67,8 @@ class _Film:
     timings: dict = field(default_factory=dict)
     warnings: list = field(default_factory=list)
     out_sha: str = ""
+    delivered: dict = field(default_factory=dict)  # output index -> publish_deliverable's result
+    assembling: int = 0  # deliverables still being made
     seconds: float = 0.0  # wall time from the run's start to this film's end (0: skipped)
 
 
@@ -165,7 +167,7 @@ class Collection:
                         if error != "retry":
                             self._coloured(row, result, error)
                     else:
-                        self._assembled(fid, ref)
+                        self._assembled(fid[0], fid[1], ref)
                 for row in pool.fail_queued():
                     self._coloured(row, None, "no colour actor is left (every one died)")
                 self._show(sink)
@@ -248,24 +250,36 @@ class Collection:
                 self._assemble(film)
 
     def _assemble(self, film: _Film) -> None:
+        """Every deliverable from the same segments, each its own task (they encode in
+        parallel, beside the colouring of the next films)."""
         film.status = "assembling"
         film.t_asm = time.perf_counter()
         shards = sorted(film.plan.shards, key=lambda s: s.index)
         segs = [(s, film.records[s.shard_id]["segment_uri"]) for s in shards]
         # The driver's part-size setting, as data: the task's process has the run's env.
         forced = os.environ.get(s3.ENV_PART_SIZE)
-        self.refs[cluster.run_task(publish_film, film.prep.info, film.prep.codec, segs, film.prep.output,
-                                   int(forced) if forced else None, here=True)] = \
-            ("assemble", film.prep.film_id)
+        p = film.prep
+        film.delivered, film.assembling = {}, len(p.outputs)
+        for k, (output, codec) in enumerate(zip(p.outputs, p.codecs)):
+            self.refs[cluster.run_task(publish_deliverable, p.info, p.codec, codec, segs, output,
+                                       int(forced) if forced else None, here=True)] = ("assemble", (p.film_id, k))
 
-    def _assembled(self, fid: str, ref) -> None:
+    def _assembled(self, fid: str, k: int, ref) -> None:
         film = self.films[fid]
-        film.timings["assemble"] = time.perf_counter() - film.t_asm
+        film.assembling -= 1
         try:
-            film.warnings, film.out_sha = cluster.get(ref)
+            film.delivered[k] = cluster.get(ref)
         except Exception as exc:  # noqa: BLE001
-            self._fail(film, f"assembly: {_reason(exc)}")
+            film.delivered[k] = {"error": f"assembly of {film.prep.outputs[k]}: {_reason(exc)}"}
+        if film.assembling:
             return
+        film.timings["assemble"] = time.perf_counter() - film.t_asm
+        errors = [d["error"] for _, d in sorted(film.delivered.items()) if "error" in d]
+        if errors:
+            self._fail(film, errors[0])
+            return
+        film.warnings = [w for _, d in sorted(film.delivered.items()) for w in d["warnings"]]
+        film.out_sha = film.delivered[0]["sha256"]
         film.status = "done"
         self._drill("published")
         self._finish(film)
@@ -301,8 +315,11 @@ class Collection:
                   and (row.get("hint_sha256") or []) == [h.sha256 for h in p.hints]
                   and (row.get("hint_frames") or []) == [h.frame for h in p.hints]
                   and row.get("auto_model") in (None, self.auto_info)
+                  and (row.get("outputs") or [row.get("output")]) == p.outputs
+                  and (row.get("codecs") or [row.get("codec")]) == p.codecs
                   and row.get("output_sha256")
-                  and storage.stored_sha256(p.output) == row["output_sha256"])
+                  and storage.stored_sha256(p.output if not _is_seq(p.output) else
+                                            fixity_uri(p.output)) == row["output_sha256"])
         if ok:
             film.status, film.out_sha = "skipped", row["output_sha256"]
             film.warnings = list(row.get("warnings") or [])
@@ -320,6 +337,11 @@ class Collection:
             "hint_sha256": [h.sha256 for h in p.hints], "fps": float(info.avg_rate),
             "auto_model": self.auto_info if film.plan is not None and film.plan.uses_auto else None,
             "output_sha256": film.out_sha, "seconds": round(time.perf_counter() - film.t0, 3),
+            "outputs": p.outputs, "codecs": p.codecs,
+            "output_sha256s": [film.delivered.get(k, {}).get("sha256", "") for k in range(len(p.outputs))],
+            "framemd5_uris": [film.delivered.get(k, {}).get("framemd5_uri", "") for k in range(len(p.outputs))],
+            "sha256_uris": [film.delivered.get(k, {}).get("sha256_uri", "") for k in range(len(p.outputs))],
+            "start_timecode": info.start_timecode, "rate": str(info.avg_rate),
             **{f"{k}_seconds": round(v, 3) for k, v in film.timings.items()},
         }
 
@@ -344,6 +366,21 @@ class Collection:
             frames = f.prep.info.frame_count if f.status == "done" else min(f.prep.info.frame_count,
                                                                              kept + live.get(fid, 0))
             self.progress.set(fid, frames, status=f.status)
+
+
+def _is_seq(output: str) -> bool:
+    from pipeline.codecs import is_sequence_output
+
+    return is_sequence_output(output)
+
+
+def fixity_uri(output: str) -> str:
+    """Where a sequence deliverable's checksum list lives (its sha256 stands for the
+    sequence in the run record)."""
+    from pipeline import fixity
+
+    folder = storage.parent(output)
+    return fixity.sidecar_uris(folder)[1]
 
 
 def _plan(stage: PlanStage, film: PreparedFilm) -> FilmPlan:

@@ -20,7 +20,7 @@ import numpy as np
 
 from pipeline import log
 from pipeline import storage
-from pipeline.codecs import SegmentWriter, chroma_to_code, convert_luma, output_spec
+from pipeline.codecs import SegmentWriter, chroma_to_code, convert_luma, segment_spec
 from pipeline.exemplar import load_rgb, make_exemplar
 from pipeline.io import FilmInfo, iter_luma, load_info, luma_to_float, probe
 from pipeline.model import create
@@ -135,7 +135,7 @@ class ColorizeStage:
             self._models[name] = self._create(name)
         self.model = self._models[name]
         info = self._film(row)
-        spec = output_spec(info, row["codec"])
+        spec = segment_spec(info, row["codec"])  # the master's format
         size = work_size(info.width, info.height, self.cfg.max_side)
         shard = Shard(row["shard_id"], row["film_id"], row["index"], row["scene"], row["start_frame"],
                       row["end_frame"], row["scene_start"], row["scene_end"], tuple(row["exemplars"]),

@@ -60,9 +60,9 @@ def guide_dir(run_dir: str, film_id: str) -> str:
 def plan_guides(film, scenes, cfg: GuidanceConfig) -> tuple[list[Guide], dict[int, Assignment]]:
     """The film's guides (painted first, in the user's order, then hints, then automatic)
     and each scene's assignment (indices into that list)."""
-    from pipeline.codecs import output_spec
+    from pipeline.codecs import segment_spec
 
-    matrix = output_spec(film.info, film.codec).matrix
+    matrix = segment_spec(film.info, film.codec).matrix
     guides = [Guide(img, fr, sha, "own") for img, fr, sha in
               zip(film.exemplar_images, film.exemplar_frames, film.exemplar_shas)]
     for h in film.hints:

@@ -51,6 +51,12 @@ class FilmJob:
     force_scenes: frozenset[int] = frozenset()  # redo these scenes even if done (reprocess)
     model: str | None = None  # overrides JobConfig.colorize.model (manifests: per film)
     hints: list[ExemplarSpec] = field(default_factory=list)  # RGBA PNGs of colour dots @ frame
+    outputs: list[str] = field(default_factory=list)  # every deliverable, master first ([] = [output])
+    fps: str | None = None  # an image sequence's rate (--fps, manifest fps:)
+
+    def __post_init__(self):
+        self.outputs = list(self.outputs or [self.output])
+        self.output = self.outputs[0]
 
 
 def film_id_of(path: str) -> str:
@@ -63,13 +69,69 @@ def parse_exemplars(texts: list[str], what: str = "exemplar") -> list[ExemplarSp
 
 # --- checks before any work -----------------------------------------------------------
 
+def output_codecs(job: FilmJob, cfg: JobConfig) -> list[str]:
+    """The codec of each deliverable: `--codec` (or the manifest's) applies to the master,
+    the others follow their extension."""
+    return [codec_for(o, (job.codec or cfg.codec) if k == 0 else None) for k, o in enumerate(job.outputs)]
+
+
 def check_output(job: FilmJob, cfg: JobConfig) -> None:
-    """The output can be written and does not clobber the input; the input can be read."""
-    codec_for(job.output, job.codec or cfg.codec)
-    if storage.is_s3(job.output) == storage.is_s3(job.input) and _same(job.output, job.input):
-        raise InputError(f"{job.output}: output would overwrite the input")
-    storage.check_readable(job.input)
-    storage.check_writable(job.output)
+    """The outputs can be written and clobber neither the input nor each other; the
+    input can be read."""
+    from pipeline.codecs import is_sequence_output
+    from pipeline.io.sequence import is_sequence
+
+    output_codecs(job, cfg)
+    seen = set()
+    for out in job.outputs:
+        where = _where(out)
+        if where in seen:
+            raise InputError(f"{out}: given twice as an output")
+        seen.add(where)
+        if storage.is_s3(out) == storage.is_s3(job.input) and (_same(out, job.input) or where == _where(job.input)):
+            raise InputError(f"{out}: output would overwrite the input")
+    if not is_sequence(job.input):
+        storage.check_readable(job.input)
+    for out in job.outputs:
+        if is_sequence_output(out):
+            _check_sequence_output(out)
+        else:
+            storage.check_writable(out)
+
+
+def _where(path: str) -> str:
+    """What an output occupies: its file, or for a sequence its folder."""
+    from pipeline.codecs import is_sequence_output
+    from pipeline.io.sequence import is_sequence
+
+    if is_sequence_output(path) or (not storage.is_s3(path) and is_sequence(path)):
+        folder = storage.parent(path) if not os.path.isdir(path) else path
+        return folder.rstrip("/") if storage.is_s3(folder) else os.path.abspath(folder)
+    return path if storage.is_s3(path) else os.path.abspath(path)
+
+
+def _check_sequence_output(output: str) -> None:
+    """A sequence deliverable gets a folder of its own: new, or one holding only an earlier
+    delivery of the same sequence (which it replaces)."""
+    import re
+
+    folder = storage.parent(output)
+    if storage.is_s3(output):
+        storage.check_writable(storage.join(folder, os.path.basename(output) % 0))
+        return
+    parent = os.path.dirname(folder)
+    if not os.path.isdir(parent):
+        raise InputError(f"{output}: output directory {parent} does not exist")
+    if not os.access(parent, os.W_OK):
+        raise InputError(f"{output}: output directory {parent} is not writable")
+    if os.path.exists(folder):
+        base = os.path.basename(output)
+        m = re.search(r"%0?\d*d", base)
+        rx = re.compile("^" + re.escape(base[:m.start()]) + r"\d+" + re.escape(base[m.end():]) + "$")
+        other = [n for n in sorted(os.listdir(folder)) if not rx.match(n)]
+        if other:
+            raise InputError(f"{output}: the folder {folder} holds other files ({other[0]}); a sequence "
+                             "deliverable needs a folder of its own")
 
 
 def _same(a: str, b: str) -> bool:
@@ -78,7 +140,7 @@ def _same(a: str, b: str) -> bool:
 
 def prepare(job: FilmJob, cfg: JobConfig, run_dir: str) -> PreparedFilm:
     """Everything about one film that can be known before work: raises InputError."""
-    codec = codec_for(job.output, job.codec or cfg.codec)
+    codecs = output_codecs(job, cfg)
     check_output(job, cfg)
     shas = [load_rgb(spec.image)[1] for spec in job.exemplars]
     hint_shas = []
@@ -88,7 +150,9 @@ def prepare(job: FilmJob, cfg: JobConfig, run_dir: str) -> PreparedFilm:
         except InputError as exc:
             exc.where = f"hints[{j}]"
             raise
-    info = probe(job.input)
+    from pipeline.io import parse_rate
+
+    info = probe(job.input, parse_rate(job.fps))
     frames = [_frame(spec, info, f"exemplars[{j}]") for j, spec in enumerate(job.exemplars)]
     hints = []
     for j, (spec, sha) in enumerate(zip(job.hints, hint_shas)):
@@ -102,9 +166,10 @@ def prepare(job: FilmJob, cfg: JobConfig, run_dir: str) -> PreparedFilm:
     if not job.exemplars and not job.hints:
         log.info("%s: no exemplar or hints given: automatic colours (a keyframe per scene coloured by the "
                  "automatic colorizer, carried through its scene)", job.film_id)
-    return PreparedFilm(job.film_id, job.input, job.output, run_dir, info, codec,
+    return PreparedFilm(job.film_id, job.input, job.output, run_dir, info, codecs[0],
                         [e.image for e in job.exemplars], frames, shas, job.force_scenes,
-                        model=job.model or cfg.colorize.model, hints=hints, auto_sha256=auto_info()["weights_sha256"])
+                        model=job.model or cfg.colorize.model, hints=hints, auto_sha256=auto_info()["weights_sha256"],
+                        outputs=list(job.outputs), codecs=codecs, fps=job.fps)
 
 
 def _frame(spec: ExemplarSpec, info, where: str) -> int:
@@ -146,6 +211,7 @@ def run_films(films: list[PreparedFilm], cfg: JobConfig, run_dir: str) -> list[F
 
     with RunLock(run_dir):  # before anything starts: a second run on this directory refuses
         Journal(run_dir).save_films([{"film_id": f.film_id, "input": f.input, "output": f.output,
+                                      "outputs": f.outputs, "fps": f.fps,
                                       "codec": f.codec, "model": f.model, "exemplars": f.exemplar_images,
                                       "exemplar_frames": f.exemplar_frames, "hints": [h.image for h in f.hints],
                                       "hint_frames": [h.frame for h in f.hints]} for f in films])
@@ -201,7 +267,8 @@ def run_manifest(path: str, run_dir: str | None, cfg: JobConfig) -> list[FilmRes
     for i, f in enumerate(m.films):
         try:
             films.append(prepare(FilmJob(f.id, f.input, f.output, f.exemplars, run_dir, codec=f.codec,
-                                         model=f.model, hints=f.hints), cfg, run_dir))
+                                         model=f.model, hints=f.hints, outputs=getattr(f, "outputs", None) or [],
+                                         fps=getattr(f, "fps", None)), cfg, run_dir))
         except InputError as exc:
             where = getattr(exc, "where", "")
             problems.append(f"films[{i}].{where}: {exc}" if where else f"films[{i}]: {exc}")
@@ -222,7 +289,8 @@ def resume(run_dir: str, cfg: JobConfig) -> list[FilmResult]:
     for f in films:
         specs = [ExemplarSpec(img, str(fr)) for img, fr in zip(f["exemplars"], f["exemplar_frames"])]
         prepared.append(prepare(FilmJob(f["film_id"], f["input"], f["output"], specs, run_dir, codec=f["codec"],
-                                        model=f["model"], hints=_hint_specs(f)), cfg, run_dir))
+                                        model=f["model"], hints=_hint_specs(f), outputs=f.get("outputs") or [],
+                                        fps=f.get("fps")), cfg, run_dir))
     return run_films(prepared, cfg, run_dir)
 
 
@@ -246,12 +314,21 @@ def reprocess(run_dir: str, scenes: list[int], failed: bool, exemplars: list[str
         specs = _replace_in_scenes(f, specs, new_specs, run_dir)
         hint_specs = _replace_in_scenes(f, _hint_specs(f), new_hints, run_dir)
         job = FilmJob(f["film_id"], f["input"], f["output"], specs, run_dir, codec=f["codec"],
-                      force_scenes=frozenset(scenes), model=f["model"]["name"], hints=hint_specs)
+                      force_scenes=frozenset(scenes), model=f["model"]["name"], hints=hint_specs,
+                      outputs=f.get("outputs") or [], fps=_sequence_rate(f))
         prepared.append(prepare(job, cfg, run_dir))
     if not prepared:
         log.info("nothing to redo: no failed film in %s", run_dir)
         return []
     return run_films(prepared, cfg, run_dir)
+
+
+def _sequence_rate(film: dict) -> str | None:
+    """The rate an image sequence was run at (the DPX header's or --fps), for probing it
+    again; containers carry their own."""
+    from pipeline.io.sequence import is_sequence
+
+    return film.get("rate") if is_sequence(film["input"]) else None
 
 
 def _hint_specs(film: dict) -> list[ExemplarSpec]:
@@ -264,7 +341,9 @@ def _replace_in_scenes(film: dict, specs: list[ExemplarSpec], new: list[Exemplar
     if not new:
         return specs
     scenes = [s for s in read_table(run_dir, "scenes") if s["film_id"] == film["film_id"]]
-    info = probe(film["input"])
+    from pipeline.io import parse_rate
+
+    info = probe(film["input"], parse_rate(_sequence_rate(film)))
     frames_new = [resolve_frame(s.at, info) for s in new]
     frames_old = [resolve_frame(s.at, info) for s in specs]
 

@@ -37,6 +37,13 @@ class PreparedFilm:
     model: str = "memnet"
     hints: list[HintSpec] = field(default_factory=list)
     auto_sha256: str = ""  # of the automatic colorizer's weights (part of what the plan depends on)
+    outputs: list[str] = field(default_factory=list)  # every deliverable, the master (`output`) first
+    codecs: list[str] = field(default_factory=list)  # one per output; codecs[0] == codec
+    fps: str | None = None  # an image sequence's rate as given (--fps / manifest fps:)
+
+    def __post_init__(self):
+        self.outputs = self.outputs or [self.output]
+        self.codecs = self.codecs or [self.codec]
 
 
 @dataclass

@@ -44,6 +44,10 @@ FILMS_SCHEMA = pa.schema([
     ("auto_model", MODEL_TYPE),  # the automatic colorizer, when any scene got automatic colours
     ("fps", pa.float64()), ("warnings", pa.list_(pa.string())),
     ("output_sha256", pa.string()), ("seconds", pa.float64()),
+    # Every deliverable made from the one colouring (the master first) and its fixity.
+    ("outputs", pa.list_(pa.string())), ("codecs", pa.list_(pa.string())),
+    ("output_sha256s", pa.list_(pa.string())), ("framemd5_uris", pa.list_(pa.string())),
+    ("sha256_uris", pa.list_(pa.string())), ("start_timecode", pa.string()), ("rate", pa.string()),
     ("scan_seconds", pa.float64()), ("colorize_seconds", pa.float64()), ("assemble_seconds", pa.float64()),
 ])
 
@@ -80,6 +84,10 @@ def merge_rows(old: list[dict], new: list[dict], key: str, scope: tuple[str, str
 
 
 def default_run_dir(output: str) -> str:
-    base = os.path.basename(output)
+    from pipeline.codecs import is_sequence_output
+
+    if is_sequence_output(output):  # beside the sequence's folder, not inside it
+        output = storage.parent(output)
+    base = os.path.basename(output.rstrip("/"))
     stem = base.rsplit(".", 1)[0]
     return storage.join(storage.parent(output), f"{stem}.filmcolor-run")

@@ -189,3 +189,50 @@ def _write_tone(container, stream, seconds: float) -> None:
 
 def save_png(path: str, rgb: np.ndarray) -> None:
     cv2.imwrite(path, cv2.cvtColor(rgb, cv2.COLOR_RGB2BGR))
+
+
+def write_sequence(
+    folder: str,
+    scenes: list[SynthScene],
+    width: int = 160,
+    height: int = 96,
+    bit_depth: int = 16,
+    ext: str = ".dpx",
+    big_endian: bool = True,
+    rgb: bool = False,
+    rate: Fraction | None = Fraction(24),
+    timecode: str | None = None,
+    name: str = "reel_%08d",
+    first_number: int = 0,
+    keep_colour: bool = False,
+) -> SynthFilm:
+    """A black-and-white scan as an image sequence (DPX or TIFF, one file per frame, made in
+    code): full-range luma of the rendered scenes at `bit_depth`, stored luma-only or as
+    R=G=B (`rgb`); DPX headers carry `rate` and each frame's timecode from `timecode`."""
+    import os
+
+    from pipeline.io import image
+    from pipeline.scenes.export import format_timecode, parse_timecode
+
+    os.makedirs(folder, exist_ok=True)
+    frames: list[np.ndarray] = []
+    cuts: list[int] = []
+    for sc in scenes:
+        if frames:
+            cuts.append(len(frames))
+        frames.extend(render_scene(sc, width, height))
+    fps = max(1, round(rate)) if rate else 24
+    start = parse_timecode(timecode, fps) if timecode else None
+    for i, frame in enumerate(frames):
+        # float luma -> the full code range at this depth (what a scanner writes)
+        y = np.rint(rgb_to_ycbcr(frame, "bt709")[0] * ((1 << bit_depth) - 1)).astype(
+            np.uint8 if bit_depth == 8 else np.uint16)
+        img = np.stack([y, y, y], -1) if rgb else y
+        kw = {}
+        if ext == ".dpx":
+            kw = {"big_endian": big_endian, "frame_rate": rate,
+                  "timecode": format_timecode(start + i, fps) if start is not None else None}
+        with open(os.path.join(folder, (name % (first_number + i)) + ext), "wb") as f:
+            f.write(image.encode(img, ext, bit_depth, **kw))
+    tb = Fraction(1, 1) / Fraction(rate or 24)
+    return SynthFilm(folder, width, height, cuts, list(range(len(frames))), tb, frames if keep_colour else [])

@@ -30,7 +30,7 @@ from pipeline.storage.s3 import StorageError
 
 __all__ = ["StorageError", "is_s3", "join", "parent", "exists", "read_bytes", "write_bytes", "open_read",
            "put_file", "publish", "staging_path", "makedirs", "file_sha256", "stored_sha256", "check_readable",
-           "check_writable", "configure", "scratch_dir", "sweep_scratch", "remove", "listdir"]
+           "check_writable", "configure", "scratch_dir", "sweep_scratch", "remove", "listdir", "list_files"]
 
 ENV_READ = "FILMCOLOR_S3_READ"  # "range" (default) | "cache"
 SHA_META = "sha256"
@@ -296,6 +296,34 @@ def listdir(uri: str) -> list[str]:
     except Exception as exc:  # noqa: BLE001
         raise _write_error(exc, uri) from None
     return sorted(names)
+
+
+def list_files(uri: str) -> list[tuple[str, int, str]]:
+    """(name, size, etag) of every file directly under `uri` (a directory or an S3
+    prefix), sorted by name; [] if none. S3 listings are paginated (1,000 keys a page), so a
+    prefix of 100,000 frames is 100 requests, not one per object."""
+    if not is_s3(uri):
+        try:
+            names = sorted(os.listdir(uri))
+        except (FileNotFoundError, NotADirectoryError):
+            return []
+        out = []
+        for n in names:
+            p = os.path.join(uri, n)
+            if os.path.isfile(p):
+                out.append((n, os.path.getsize(p), ""))
+        return out
+    bucket, key = _check_uri(uri)
+    prefix = key.rstrip("/") + "/" if key else ""
+    out = []
+    try:
+        for page in s3.client().get_paginator("list_objects_v2").paginate(Bucket=bucket, Prefix=prefix,
+                                                                          Delimiter="/"):
+            out += [(o["Key"][len(prefix):], int(o["Size"]), o.get("ETag", ""))
+                    for o in page.get("Contents", []) or []]
+    except Exception as exc:  # noqa: BLE001
+        raise _write_error(exc, uri) from None
+    return sorted(out)
 
 
 def remove(uri: str) -> None:
