@@ -84,7 +84,9 @@ def shard_record(s: Shard, model_info: dict, ex_shas: list[str], seg: str, attem
 
 def thumb_dir(run_dir: str, film_id: str) -> str:
     """Review thumbnails the actors make while they colour (see pipeline.report)."""
-    return storage.join(run_dir, "thumbs", film_id)
+    from pipeline.names import join_inside
+
+    return join_inside(run_dir, "thumbs", film_id)
 
 
 def _shas(plan: FilmPlan) -> list[str]:

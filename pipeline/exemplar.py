@@ -9,7 +9,9 @@ from __future__ import annotations
 
 import bisect
 import hashlib
+import io
 import re
+import struct
 from dataclasses import dataclass
 from decimal import Decimal, InvalidOperation
 from fractions import Fraction
@@ -17,7 +19,7 @@ from fractions import Fraction
 import cv2
 import numpy as np
 
-from pipeline import storage
+from pipeline import log, storage
 from pipeline.errors import InputError
 from pipeline.io import FilmInfo
 from pipeline.model.base import Exemplar
@@ -77,6 +79,15 @@ def resolve_frame(at: str, info: FilmInfo) -> int:
     return frame
 
 
+# The largest guidance image decoded: an 8K scan frame (8192 x 8192 covers full-aperture
+# 8K, 8192 x 6224, the largest frame archives scan film at; an exemplar is scaled to the
+# film's working size anyway). The pixel count is read from the file's header before
+# anything is decoded: a 20000 x 20000 PNG of one colour is a 50 KB file, and load_rgb
+# took 17 s and 10 GB (BGR, then float32 RGB) to decode it, on the driver and again in
+# every actor.
+MAX_IMAGE_PIXELS = 8192 * 8192
+
+
 def read_image_file(uri: str, what: str = "exemplar") -> bytes:
     """The bytes of a guidance image (`what`: exemplar, hints); InputError in words."""
     try:
@@ -89,17 +100,159 @@ def read_image_file(uri: str, what: str = "exemplar") -> bytes:
         raise InputError(f"{what} {exc}") from None
 
 
+def image_size(data: bytes) -> tuple[int, int] | None:
+    """(width, height) of an encoded image from its header alone (nothing is decoded);
+    None if the format is not known or the header is broken. PNG, JPEG and TIFF (the
+    formats of scans and paintings) are read here; any other format Pillow knows is read
+    by Pillow's header parser."""
+    try:
+        if data.startswith(b"\x89PNG\r\n\x1a\n"):
+            return _png_size(data)
+        if data.startswith(b"\xff\xd8"):
+            return _jpeg_size(data)
+        if data[:4] in (b"II*\x00", b"MM\x00*", b"II+\x00", b"MM\x00+"):
+            return _tiff_size(data)
+    except (IndexError, ValueError, struct.error):  # a truncated or broken header
+        return None
+    return _pillow_size(data)
+
+
+def _png_size(data: bytes) -> tuple[int, int] | None:
+    if data[12:16] != b"IHDR":  # IHDR is the first chunk of every PNG
+        return None
+    w, h = struct.unpack(">II", data[16:24])
+    return (w, h) if w and h else None
+
+
+# Start-of-frame markers (every coding process), which carry the picture's size.
+_SOF = {0xC0, 0xC1, 0xC2, 0xC3, 0xC5, 0xC6, 0xC7, 0xC9, 0xCA, 0xCB, 0xCD, 0xCE, 0xCF}
+
+
+def _jpeg_size(data: bytes) -> tuple[int, int] | None:
+    i = 2
+    while i + 4 <= len(data):
+        if data[i] != 0xFF:
+            return None
+        marker = data[i + 1]
+        if marker == 0xFF:  # fill byte
+            i += 1
+            continue
+        if marker == 0x01 or 0xD0 <= marker <= 0xD8:  # no length
+            i += 2
+            continue
+        if marker in (0xD9, 0xDA):  # end of image, start of scan: no frame header before
+            return None
+        (length,) = struct.unpack(">H", data[i + 2:i + 4])
+        if marker in _SOF:
+            h, w = struct.unpack(">HH", data[i + 5:i + 9])
+            return (w, h) if w and h else None  # height 0: defined later (DNL), not supported
+        i += 2 + length
+    return None
+
+
+def _tiff_size(data: bytes) -> tuple[int, int] | None:
+    """The first image of a TIFF or BigTIFF (the one a decoder reads)."""
+    end = "<" if data[:2] == b"II" else ">"
+    big = data[2:4] in (b"+\x00", b"\x00+")
+    if big:
+        (ifd,) = struct.unpack(end + "Q", data[8:16])
+        (count,) = struct.unpack(end + "Q", data[ifd:ifd + 8])
+        first, size, value_at = ifd + 8, 20, 12
+    else:
+        (ifd,) = struct.unpack(end + "I", data[4:8])
+        (count,) = struct.unpack(end + "H", data[ifd:ifd + 2])
+        first, size, value_at = ifd + 2, 12, 8
+    fmt = {3: "H", 4: "I", 16: "Q"}  # SHORT, LONG, LONG8
+    dims = {}
+    for k in range(min(count, 4096)):
+        e = first + k * size
+        tag, typ = struct.unpack(end + "HH", data[e:e + 4])
+        if tag in (256, 257) and typ in fmt:  # ImageWidth, ImageLength
+            (dims[tag],) = struct.unpack(end + fmt[typ], data[e + value_at:e + value_at + struct.calcsize(fmt[typ])])
+    w, h = dims.get(256), dims.get(257)
+    return (w, h) if w and h else None
+
+
+def _pillow_size(data: bytes) -> tuple[int, int] | None:
+    try:
+        import warnings
+
+        from PIL import Image
+    except ImportError:
+        return None
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # its own bomb warning: the limit is ours
+        try:
+            with Image.open(io.BytesIO(data)) as img:  # reads the header only
+                return img.size
+        except Image.DecompressionBombError as exc:  # Pillow's own hard limit, above ours:
+            # its message gives the pixel count only, returned as (pixels, 1)
+            m = re.search(r"\((\d+) pixels\)", str(exc))
+            return (int(m.group(1)), 1) if m else (MAX_IMAGE_PIXELS + 1, 1)
+        except Exception:  # noqa: BLE001 - not an image Pillow knows: the caller decides
+            return None
+
+
+def decode_image(data: bytes, uri: str, what: str = "exemplar") -> np.ndarray:
+    """cv2.imdecode (IMREAD_UNCHANGED: 8 or 16 bits, alpha kept) of a guidance image,
+    refused before decoding when it is not an image format whose size can be read, or
+    above MAX_IMAGE_PIXELS; InputError in one line."""
+    size = image_size(data)
+    if size is None:
+        raise InputError(f"{what} {uri}: not a readable image")
+    w, h = size
+    if w * h > MAX_IMAGE_PIXELS:
+        shown = f"{w} x {h} pixels" if h > 1 else f"{w} pixels"
+        raise InputError(f"{what} {uri}: {shown} is above the limit of {MAX_IMAGE_PIXELS} (8192 x 8192); "
+                         "scale it down to the film's size")
+    img = cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_UNCHANGED)
+    if img is None or img.size == 0:
+        raise InputError(f"{what} {uri}: not a readable image")
+    return img
+
+
 def load_rgb(uri: str) -> tuple[np.ndarray, str]:
     """H x W x 3 float32 RGB in [0, 1] and the file's sha256."""
     data = read_image_file(uri)
-    img = cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_UNCHANGED)
-    if img is None or img.size == 0:
-        raise InputError(f"exemplar {uri}: not a readable image")
+    img = decode_image(data, uri)
     peak = 65535.0 if img.dtype == np.uint16 else 255.0
     if img.ndim == 2:
         img = np.stack([img] * 3, -1)
     rgb = cv2.cvtColor(img[..., :3], cv2.COLOR_BGR2RGB).astype(np.float32) / peak
     return rgb, hashlib.sha256(data).hexdigest()
+
+
+# An exemplar is grey when its chroma (BT.709 Cb, Cr offsets) stays below GREY_CHROMA on
+# all but GREY_SHARE of its pixels. 2/255 is below a visible tint (about twice the
+# chroma of one 8-bit code of difference between R, G and B) and above what a grey
+# picture carries after 8-bit rounding or JPEG's colour conversion (under 1/255); the
+# 0.1% tolerates stray coloured pixels (dust, a scanner's colour fringes on edges) in a
+# grey scan. A painting whose colour covers less than 0.1% of the picture (a 45 x 45
+# patch of a 1080p still) also counts as grey: a warning, which the colourist can ignore.
+GREY_CHROMA = 2.0 / 255.0
+GREY_SHARE = 0.001
+
+
+def has_colour(rgb: np.ndarray) -> bool:
+    """Whether an RGB float image ([0, 1], H x W x 3) has colour to give a scene (see
+    GREY_CHROMA); computed in bands of rows, so an 8K exemplar needs little extra memory."""
+    h, w = rgb.shape[:2]
+    coloured = 0
+    band = max(1, (1 << 20) // max(1, w))
+    for y in range(0, h, band):
+        ycc = rgb_to_ycbcr(rgb[y:y + band], "bt709")
+        coloured += int(np.count_nonzero(np.maximum(np.abs(ycc[1]), np.abs(ycc[2])) >= GREY_CHROMA))
+    return coloured > GREY_SHARE * h * w
+
+
+def check_exemplar(uri: str) -> str:
+    """The checks of an exemplar before work (on the driver, once per run): readable,
+    within MAX_IMAGE_PIXELS (InputError), and a warning if it is a grey picture. Returns
+    the file's sha256."""
+    rgb, sha = load_rgb(uri)
+    if not has_colour(rgb):
+        log.warning("exemplar %s has no colour (a grey picture): its scene will come out grey", uri)
+    return sha
 
 
 def fit(rgb: np.ndarray, size: tuple[int, int]) -> np.ndarray:

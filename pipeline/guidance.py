@@ -54,7 +54,9 @@ class HintSpec:
 
 
 def guide_dir(run_dir: str, film_id: str) -> str:
-    return storage.join(run_dir, "exemplars", film_id)
+    from pipeline.names import join_inside
+
+    return join_inside(run_dir, "exemplars", film_id)
 
 
 def plan_guides(film, scenes, cfg: GuidanceConfig) -> tuple[list[Guide], dict[int, Assignment]]:

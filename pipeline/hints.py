@@ -30,14 +30,12 @@ SIGMA_CAP = 0.05 ** 2
 def load_hints(uri: str) -> tuple[np.ndarray, str]:
     """H x W x 4 float32 RGBA in [0, 1] and the file's sha256; InputError for anything that
     is not a PNG with an alpha channel and at least one painted pixel."""
-    from pipeline.exemplar import read_image_file
+    from pipeline.exemplar import decode_image, read_image_file
 
     data = read_image_file(uri, "hints")
     if not data.startswith(PNG_SIGNATURE):
         raise InputError(f"hints {uri}: not a PNG (hints are an RGBA PNG, transparent where there is no hint)")
-    img = cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_UNCHANGED)
-    if img is None or img.size == 0:
-        raise InputError(f"hints {uri}: not a readable PNG")
+    img = decode_image(data, uri, "hints")  # refuses an image above MAX_IMAGE_PIXELS before decoding it
     if img.ndim != 3 or img.shape[2] != 4:
         raise InputError(f"hints {uri}: the PNG has no alpha channel (hints are transparent except where "
                          "colour is given)")

@@ -17,7 +17,7 @@ from pipeline.codecs import codec_for
 from pipeline.colorize import ColorizeConfig
 from pipeline.collection import Collection, FilmOutcome
 from pipeline.errors import InputError, ShardFailures
-from pipeline.exemplar import ExemplarSpec, load_rgb, parse_spec, resolve_frame
+from pipeline.exemplar import ExemplarSpec, parse_spec, resolve_frame
 from pipeline.guidance import HintSpec, flat_frame
 from pipeline.hints import load_hints
 from pipeline.io import probe
@@ -60,7 +60,11 @@ class FilmJob:
 
 
 def film_id_of(path: str) -> str:
-    return os.path.splitext(os.path.basename(path.rstrip("/")))[0] or "film"
+    """The film id `colorize` gives INPUT: its file (or sequence folder / pattern) name,
+    made a safe name (it becomes part of run-directory paths)."""
+    from pipeline.names import id_from_path
+
+    return id_from_path(path)
 
 
 def parse_exemplars(texts: list[str], what: str = "exemplar") -> list[ExemplarSpec]:
@@ -142,7 +146,13 @@ def prepare(job: FilmJob, cfg: JobConfig, run_dir: str) -> PreparedFilm:
     """Everything about one film that can be known before work: raises InputError."""
     codecs = output_codecs(job, cfg)
     check_output(job, cfg)
-    shas = [load_rgb(spec.image)[1] for spec in job.exemplars]
+    from pipeline.exemplar import check_exemplar
+    from pipeline.names import check_id
+
+    problem = check_id(job.film_id)
+    if problem:
+        raise InputError(f"film {problem}")
+    shas = [check_exemplar(spec.image) for spec in job.exemplars]
     hint_shas = []
     for j, spec in enumerate(job.hints):
         try:

@@ -27,7 +27,9 @@ class Journal:
         self.run_dir = run_dir
 
     def _uri(self, film_id: str, *parts: str) -> str:
-        return storage.join(self.run_dir, "journal", film_id, *parts)
+        from pipeline.names import join_inside
+
+        return join_inside(self.run_dir, "journal", film_id, *parts)
 
     def _read(self, uri: str) -> dict | None:
         try:

@@ -10,17 +10,20 @@ from __future__ import annotations
 import json
 import os
 from dataclasses import dataclass, field
+from fractions import Fraction
 
 import yaml
 
 from pipeline import storage
-from pipeline.codecs import CONTAINERS, codec_for
+from pipeline.codecs import CONTAINERS, codec_for, is_sequence_output
 from pipeline.errors import FilmcolorError, InputError
 from pipeline.exemplar import ExemplarSpec, load_rgb
+from pipeline.io.sequence import is_sequence
+from pipeline.names import check_id
 
 TOP_KEYS = {"version", "defaults", "films"}
 DEFAULT_KEYS = {"codec", "model", "workers"}
-FILM_KEYS = {"id", "input", "output", "exemplars", "hints", "codec", "model"}
+FILM_KEYS = {"id", "input", "output", "exemplars", "hints", "codec", "model", "fps"}
 EXEMPLAR_KEYS = {"image", "frame", "timecode", "seconds"}
 
 
@@ -36,11 +39,18 @@ class ManifestError(InputError):
 class FilmEntry:
     id: str
     input: str
-    output: str
+    output: str  # the master: outputs[0]
     exemplars: list[ExemplarSpec]
     codec: str | None = None
     model: str | None = None
     hints: list[ExemplarSpec] = field(default_factory=list)
+    # Every deliverable, master first (`output:` as a string or a list).
+    outputs: list[str] = field(default_factory=list)
+    fps: str | None = None  # as given: '24', '23.976', '24000/1001' (checked positive)
+
+    def __post_init__(self):
+        if not self.outputs:
+            self.outputs = [self.output]
 
 
 @dataclass
@@ -79,9 +89,9 @@ def load(path: str) -> Manifest:
     if not isinstance(films_doc, list) or not films_doc:
         problems.append("films: expected a non-empty list")
         films_doc = []
-    films, seen = [], {}
+    films, seen, written = [], {}, {}
     for i, f in enumerate(films_doc):
-        entry = _film(f, f"films[{i}]", defaults, seen, problems)
+        entry = _film(f, f"films[{i}]", defaults, seen, written, problems)
         if entry:
             films.append(entry)
     if problems:
@@ -95,35 +105,102 @@ def _unknown(d: dict, allowed: set, where: str, problems: list[str]) -> None:
             problems.append(f"{where}{k}: unknown key (allowed: {', '.join(sorted(allowed))})")
 
 
-def _film(f, loc: str, defaults: dict, seen: dict, problems: list[str]) -> FilmEntry | None:
+def _film(f, loc: str, defaults: dict, seen: dict, written: dict, problems: list[str]) -> FilmEntry | None:
     if not isinstance(f, dict):
         problems.append(f"{loc}: expected a mapping")
         return None
     _unknown(f, FILM_KEYS, f"{loc}.", problems)
-    for key in ("id", "input", "output"):
-        if not isinstance(f.get(key), str) or not f.get(key):
+    broken = False
+    for key in ("id", "input"):
+        if f.get(key) in (None, ""):
             problems.append(f"{loc}.{key}: missing")
-    if problems and any(p.startswith(f"{loc}.") and p.endswith("missing") for p in problems):
+            broken = True
+        elif not isinstance(f[key], str):
+            problems.append(f"{loc}.{key}: " + (check_id(f[key]) if key == "id" else
+                                                f"expected a path or s3:// URI, got {f[key]!r}"))
+            broken = True
+    outputs = _outputs(f.get("output"), loc, problems)
+    if broken or outputs is None:
         return None
-    if f["id"] in seen:
-        problems.append(f"{loc}.id: duplicate id {f['id']!r} (also {seen[f['id']]})")
-    seen[f["id"]] = loc
+    fid = f["id"]
+    problem = check_id(fid)
+    if problem:  # it names folders of the run directory: `../../x` would write beside the manifest
+        problems.append(f"{loc}.id: {problem}")
+    # Ids that differ only in case share a folder on case-insensitive file systems.
+    elif fid.lower() in seen:
+        other_loc, other = seen[fid.lower()]
+        also = f"also {other_loc}" + ("" if other == fid else f" as {other!r}")
+        problems.append(f"{loc}.id: duplicate id {fid!r} ({also})")
+    else:
+        seen[fid.lower()] = (loc, fid)
     codec = f.get("codec", defaults.get("codec"))
     try:
-        codec_for(f["output"], codec)
-    except InputError as exc:
-        problems.append(f"{loc}.output: {exc}")
-    for key, check in (("input", storage.check_readable), ("output", storage.check_writable)):
+        if not is_sequence(f["input"]):  # a sequence (folder, pattern) is checked when probed
+            storage.check_readable(f["input"])
+    except FilmcolorError as exc:
+        problems.append(f"{loc}.input: {exc}")
+    for k, out in enumerate(outputs):
+        oloc = f"{loc}.output" + (f"[{k}]" if isinstance(f["output"], list) else "")
         try:
-            check(f[key])
+            # `codec` is the master's; further deliverables follow their extension
+            # (.mkv FFV1, .mov ProRes, .mp4 H.264), as `defaults: codec: ffv1` must not
+            # turn an access .mp4 into an error.
+            codec_for(out, codec if k == 0 else None)
+        except InputError as exc:
+            problems.append(f"{oloc}: {exc}")
+        try:
+            if not is_sequence_output(out):  # a sequence's own folder is checked by job.prepare
+                storage.check_writable(out)
         except FilmcolorError as exc:
-            problems.append(f"{loc}.{key}: {exc}")
+            problems.append(f"{oloc}: {exc}")
+        key = out if storage.is_s3(out) else os.path.abspath(out)
+        if key in written:
+            problems.append(f"{oloc}: {out} is also written by {written[key]}")
+        elif _same_file(out, f["input"]):
+            problems.append(f"{oloc}: {out}: output would overwrite the input")
+        else:
+            written[key] = oloc
+    fps = _fps(f.get("fps"), loc, problems) if "fps" in f else None
     from pipeline.hints import load_hints
 
     exemplars = _guides(f, "exemplars", loc, load_rgb, problems)
     hints = _guides(f, "hints", loc, load_hints, problems)
-    return FilmEntry(f["id"], f["input"], f["output"], exemplars, codec, f.get("model", defaults.get("model")),
-                     hints)
+    return FilmEntry(fid, f["input"], outputs[0], exemplars, codec, f.get("model", defaults.get("model")),
+                     hints, outputs=outputs, fps=fps)
+
+
+def _outputs(doc, loc: str, problems: list[str]) -> list[str] | None:
+    """`output:` as one string or a non-empty list of strings (master first)."""
+    if isinstance(doc, str) and doc:
+        return [doc]
+    if isinstance(doc, list) and doc:
+        bad = [k for k, o in enumerate(doc) if not isinstance(o, str) or not o]
+        for k in bad:
+            problems.append(f"{loc}.output[{k}]: expected a path or s3:// URI, got {doc[k]!r}")
+        return None if bad else list(doc)
+    if doc is None or doc == "" or doc == []:
+        problems.append(f"{loc}.output: missing")
+    else:
+        problems.append(f"{loc}.output: expected a path or s3:// URI, or a list of them (master first)")
+    return None
+
+
+def _fps(value, loc: str, problems: list[str]) -> str | None:
+    """A positive frame rate as a number or a string (`24`, `23.976`, `"24000/1001"`)."""
+    text = None if isinstance(value, bool) else str(value).strip() if isinstance(value, (int, float, str)) else None
+    try:
+        if text is not None and Fraction(text) > 0:
+            return text
+    except (ValueError, ZeroDivisionError):
+        pass
+    problems.append(f"{loc}.fps: expected a positive frame rate like 24, 23.976 or \"24000/1001\", got {value!r}")
+    return None
+
+
+def _same_file(a: str, b: str) -> bool:
+    if storage.is_s3(a) or storage.is_s3(b):
+        return a == b
+    return os.path.abspath(a) == os.path.abspath(b)
 
 
 def _guides(f: dict, key: str, loc: str, load, problems: list[str]) -> list[ExemplarSpec]:

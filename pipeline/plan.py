@@ -64,7 +64,9 @@ class FilmPlan:
 
 
 def segment_dir(run_dir: str, film_id: str) -> str:
-    return storage.join(run_dir, "segments", film_id)
+    from pipeline.names import join_inside
+
+    return join_inside(run_dir, "segments", film_id)
 
 
 def plan_key(film: PreparedFilm, scene_cfg, plan_cfg: PlanConfig, guidance: GuidanceConfig) -> str:

@@ -110,6 +110,10 @@ class _Images:
         self._exemplars: dict[str, str | None] = {}
 
     def frame(self, film_id: str, frame: int, kind: str) -> str | None:
+        from pipeline.names import check_id
+
+        if check_id(film_id):  # a hand-edited record: no thumbnails rather than a path outside
+            return None
         if film_id not in self._listing:
             try:
                 self._listing[film_id] = set(storage.listdir(storage.join(self.run_dir, "thumbs", film_id)))

@@ -165,3 +165,35 @@ def test_hinted_run_records_source_and_derived_exemplar(ray_cluster, film3, tmp_
     assert films[0]["hints"] == [hints[1].split("@")[0], new] and films[0]["hint_frames"][-1] == 5
     scenes = {r["scene"]: r for r in read_table(result.run_dir, "scenes")}
     assert scenes[0]["exemplar_image"].endswith("hints-0000005.png") and scenes[0]["exemplar_source"] == "hints"
+
+
+def test_huge_hint_image_is_refused_before_decoding(tmp_path):
+    """The same limit and line as exemplars (pipeline.exemplar.decode_image): a 20000 x
+    20000 RGBA PNG of ~50 KB, refused from its header in well under a second."""
+    import time
+
+    from tests.test_exemplar import bomb_png
+
+    path = str(tmp_path / "big_hints.png")
+    with open(path, "wb") as f:
+        f.write(bomb_png(20000, 20000, alpha=True))
+    t = time.perf_counter()
+    with pytest.raises(InputError) as err:
+        load_hints(path)
+    assert time.perf_counter() - t < 1.0
+    assert str(err.value) == (f"hints {path}: 20000 x 20000 pixels is above the limit of 67108864 "
+                              "(8192 x 8192); scale it down to the film's size")
+    small = str(tmp_path / "small_hints.png")  # the same kind of file at a small size loads
+    with open(small, "wb") as f:
+        f.write(bomb_png(40, 30, alpha=True))
+    rgba, _ = load_hints(small)
+    assert rgba.shape == (30, 40, 4) and np.allclose(rgba[0, 0], (220 / 255, 30 / 255, 30 / 255, 1.0))
+
+
+def test_16_bit_hints_still_load(tmp_path):
+    bgra = np.zeros((12, 16, 4), np.uint16)
+    bgra[4, 5] = (0, 0, 65535, 65535)
+    path = str(tmp_path / "h16.png")
+    cv2.imwrite(path, bgra)
+    rgba, _ = load_hints(path)
+    assert rgba[4, 5].tolist() == [1.0, 0.0, 0.0, 1.0] and rgba[0, 0, 3] == 0.0

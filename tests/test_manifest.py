@@ -115,3 +115,145 @@ def test_hints_in_a_manifest_are_checked_with_their_location(film3, tmp_path):
     m = load(_write(tmp_path, {"version": 1, "films": [good, hinted]}))
     assert m.films[0].exemplars == [] and m.films[0].hints == []
     assert [(h.image, h.at) for h in m.films[1].hints] == [(ok, "3")]
+
+
+# --- ids are safe names; outputs may be a list; fps --------------------------------------
+
+def _filmcolor(*args, cwd=None):
+    """The installed entry point (`filmcolor`, pipeline.cli:main) as a user runs it."""
+    import os
+    import subprocess
+    import sys
+
+    exe = os.path.join(os.path.dirname(sys.executable), "filmcolor")
+    cmd = [exe] if os.path.exists(exe) else [sys.executable, "-m", "pipeline.cli"]
+    return subprocess.run([*cmd, *args], capture_output=True, text=True, timeout=120, cwd=cwd)
+
+
+def _tree(root) -> set[str]:
+    import os
+
+    return {os.path.relpath(os.path.join(d, n), root) for d, dirs, files in os.walk(root) for n in dirs + files}
+
+
+def test_unsafe_id_is_refused_and_nothing_is_written(tmp_path):
+    """`id: "../../x"` would put segments, journal and thumbnails beside the manifest
+    (RUN_DIR/segments/../../x): refused before anything starts, exit 2."""
+    d = tmp_path / "archive" / "jobs"
+    d.mkdir(parents=True)
+    (d / "reel1.mkv").write_bytes(b"a film")  # not probed: validation fails first
+    path = _write(d, {"version": 1, "films": [{"id": "../../x", "input": str(d / "reel1.mkv"),
+                                                "output": str(d / "reel1-colour.mkv")}]})
+    before = _tree(tmp_path)
+    res = _filmcolor("run", path, cwd=str(d))
+    assert res.returncode == 2, res.stderr
+    assert "Traceback" not in res.stderr
+    assert res.stderr.splitlines() == [f"filmcolor: error: {path}: 1 problem(s)",
+                                       "  films[0].id: unsafe id '../../x' (letters, digits, '.', '_', '-' only)"]
+    assert _tree(tmp_path) == before  # no run directory, no x/ beside the manifest or above it
+
+
+@pytest.mark.parametrize("fid,needle", [
+    ("a/b", "films[0].id: unsafe id 'a/b' (letters, digits, '.', '_', '-' only)"),
+    ("..", "films[0].id: unsafe id '..' (not '.' or '..')"),
+    (".", "films[0].id: unsafe id '.' (not '.' or '..')"),
+    ("réel", "films[0].id: unsafe id 'réel' (letters, digits, '.', '_', '-' only)"),
+    ("/abs", "films[0].id: unsafe id '/abs' (letters, digits, '.', '_', '-' only)"),
+    (7, "films[0].id: expected a string id, got 7"),
+    (None, "films[0].id: missing"),
+])
+def test_unsafe_ids_are_reported_with_the_other_problems(tmp_path, fid, needle):
+    (tmp_path / "in.mkv").write_bytes(b"x")
+    films = [{"id": fid, "input": str(tmp_path / "in.mkv"), "output": str(tmp_path / "o.avi")}]
+    with pytest.raises(ManifestError) as err:
+        load(_write(tmp_path, {"version": 1, "films": films}))
+    assert needle in err.value.problems
+    if isinstance(fid, str):
+        assert any(p.startswith("films[0].output: ") and "unsupported output extension" in p
+                   for p in err.value.problems)
+
+
+def test_ids_differing_only_in_case_are_duplicates(tmp_path):
+    (tmp_path / "in.mkv").write_bytes(b"x")
+    films = [{"id": i, "input": str(tmp_path / "in.mkv"), "output": str(tmp_path / f"{k}.mkv")}
+             for k, i in enumerate(("reel1", "Reel1", "reel1"))]
+    with pytest.raises(ManifestError) as err:
+        load(_write(tmp_path, {"version": 1, "films": films}))
+    assert err.value.problems == ["films[1].id: duplicate id 'Reel1' (also films[0] as 'reel1')",
+                                  "films[2].id: duplicate id 'reel1' (also films[0])"]
+
+
+def test_outputs_as_a_list_each_checked(tmp_path):
+    (tmp_path / "in.mkv").write_bytes(b"x")
+    inp = str(tmp_path / "in.mkv")
+    master, mezz, access = (str(tmp_path / n) for n in ("r.mkv", "r.mov", "r.mp4"))
+    doc = {"version": 1, "defaults": {"codec": "ffv1"},  # the master's codec; the others by extension
+           "films": [{"id": "r", "input": inp, "output": [master, mezz, access], "fps": "24000/1001"},
+                     {"id": "s", "input": inp, "output": str(tmp_path / "s.mkv"), "fps": 25}]}
+    m = load(_write(tmp_path, doc))
+    assert m.films[0].outputs == [master, mezz, access] and m.films[0].output == master
+    assert m.films[0].fps == "24000/1001"
+    assert m.films[1].outputs == [m.films[1].output] and m.films[1].fps == "25"
+
+    doc["films"][0]["output"] = [master, str(tmp_path / "r.avi"), str(tmp_path / "nope" / "r.mp4"), master, 3]
+    doc["films"][1]["output"] = []
+    with pytest.raises(ManifestError) as err:
+        load(_write(tmp_path, doc))
+    assert err.value.problems == ["films[0].output[4]: expected a path or s3:// URI, got 3", "films[1].output: missing"]
+
+    doc["films"][0]["output"] = [master, str(tmp_path / "r.avi"), str(tmp_path / "nope" / "r.mp4"), master]
+    doc["films"][1]["output"] = [master]
+    with pytest.raises(ManifestError) as err:
+        load(_write(tmp_path, doc))
+    problems = err.value.problems
+    assert any(p.startswith("films[0].output[1]: ") and "unsupported output extension '.avi'" in p for p in problems)
+    assert any(p.startswith("films[0].output[2]: ") and "does not exist" in p for p in problems), problems
+    assert f"films[0].output[3]: {master} is also written by films[0].output[0]" in problems
+    assert f"films[1].output[0]: {master} is also written by films[0].output[0]" in problems
+    assert not any(p.startswith("films[0].output[0]") for p in problems)
+    assert not (tmp_path / "r.mkv").exists()
+
+
+def test_master_codec_must_fit_the_master(tmp_path):
+    (tmp_path / "in.mkv").write_bytes(b"x")
+    doc = {"version": 1, "films": [{"id": "r", "input": str(tmp_path / "in.mkv"), "codec": "prores",
+                                    "output": [str(tmp_path / "r.mp4"), str(tmp_path / "r.mkv")]}]}
+    with pytest.raises(ManifestError) as err:
+        load(_write(tmp_path, doc))
+    assert len(err.value.problems) == 1 and err.value.problems[0].startswith("films[0].output[0]: ")
+    assert "cannot carry prores" in err.value.problems[0]
+
+
+@pytest.mark.parametrize("fps,stored", [(24, "24"), (23.976, "23.976"), ("24000/1001", "24000/1001"),
+                                        (" 25 ", "25"), ("30000/1001", "30000/1001")])
+def test_fps_accepted(tmp_path, fps, stored):
+    (tmp_path / "in.mkv").write_bytes(b"x")
+    doc = {"version": 1, "films": [{"id": "r", "input": str(tmp_path / "in.mkv"),
+                                    "output": str(tmp_path / "r.mkv"), "fps": fps}]}
+    assert load(_write(tmp_path, doc)).films[0].fps == stored
+
+
+@pytest.mark.parametrize("fps", [0, -24, "24/0", "0/1001", "fast", True, None, [24], ".nan", "inf"])
+def test_fps_refused(tmp_path, fps):
+    (tmp_path / "in.mkv").write_bytes(b"x")
+    doc = {"version": 1, "films": [{"id": "r", "input": str(tmp_path / "in.mkv"),
+                                    "output": str(tmp_path / "r.mkv"), "fps": fps}]}
+    with pytest.raises(ManifestError) as err:
+        load(_write(tmp_path, doc))
+    assert len(err.value.problems) == 1
+    assert err.value.problems[0].startswith("films[0].fps: expected a positive frame rate like 24, 23.976 or "
+                                            '"24000/1001", got ')
+
+
+def test_huge_exemplar_in_a_manifest_is_located(tmp_path):
+    from tests.test_exemplar import bomb_png
+
+    (tmp_path / "in.mkv").write_bytes(b"x")
+    big = tmp_path / "big.png"
+    big.write_bytes(bomb_png(20000, 20000))
+    doc = {"version": 1, "films": [{"id": "r", "input": str(tmp_path / "in.mkv"), "output": str(tmp_path / "r.mkv"),
+                                    "exemplars": [{"image": str(big), "frame": 3}]}]}
+    with pytest.raises(ManifestError) as err:
+        load(_write(tmp_path, doc))
+    assert err.value.problems == [f"films[0].exemplars[0].image: exemplar {big}: 20000 x 20000 pixels is above "
+                                  "the limit of 67108864 (8192 x 8192); scale it down to the film's size"]
