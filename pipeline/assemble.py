@@ -91,7 +91,7 @@ def assemble(info: FilmInfo, seg_spec: OutputSpec, spec: OutputSpec, segments: l
     if spec.container in ("mp4", "mov"):
         options["movflags"] = "+faststart"
     if spec.container == "matroska":
-        options["write_crc32"] = "1"  # CRC-32 elements (bitexact alone leaves them out)
+        options["write_crc32"] = "1"  # CRC-32 elements on every level-1 element (FFmpeg's default; said outright)
     with _source(info) as src, av.open(out_path, mode="w", format=spec.container, options=options) as out:
         if src is not None:
             _copy_metadata(src.metadata, out.metadata)

@@ -285,7 +285,9 @@ def demo(
 
 def main() -> None:
     try:
-        app(standalone_mode=False)
+        code = app(standalone_mode=False)  # a command's typer.Exit(N) comes back as N here
+        if isinstance(code, int) and code:
+            sys.exit(code)
     except FilmcolorError as exc:
         print(f"filmcolor: error: {exc}", file=sys.stderr)
         sys.exit(exc.exit_code)
