@@ -262,12 +262,35 @@ def publish_deliverable(info: FilmInfo, master_codec: str, codec: str, segments:
         warnings = assemble(info, seg_spec, spec, segs, staging)
         sha = storage.file_sha256(staging)
         sidecars = fixity.sidecar_texts(staging, output)  # from the bytes about to be published
+        qc = _qc(staging, output, spec, warnings)
         storage.publish(staging, output, sha, part_size)
         uris = fixity.store_sidecars(output, sidecars)
     finally:
         if os.path.exists(staging):
             os.remove(staging)
-    return {"warnings": warnings, "sha256": sha, **uris}
+    return {"warnings": warnings, "sha256": sha, "qc": qc, **uris}
+
+
+def _qc(path: str, output: str, spec: OutputSpec, warnings: list[str]) -> str:
+    """The FFV1 master against the MediaConch policy (infra/qc/), where mediaconch is
+    installed: 'pass', or 'fail: rules' (also a warning in the run record)."""
+    import shutil
+
+    if spec.codec != "ffv1":
+        return ""
+    if not shutil.which("mediaconch"):
+        return "not run (mediaconch not installed)"
+    from pipeline import qc
+
+    try:
+        ok, text = qc.check_master(path)
+    except FilmcolorError as exc:
+        return f"not run ({exc})"
+    if ok:
+        return "pass"
+    first = text.strip().splitlines()[0] if text.strip() else "failed"
+    warnings.append(f"{output}: MediaConch policy failed: {first}")
+    return f"fail: {text.strip()}"
 
 
 def sequence_names(info: FilmInfo, output: str) -> list[str]:

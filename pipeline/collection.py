@@ -343,6 +343,7 @@ class Collection:
             "output_sha256s": [film.delivered.get(k, {}).get("sha256", "") for k in range(len(p.outputs))],
             "framemd5_uris": [film.delivered.get(k, {}).get("framemd5_uri", "") for k in range(len(p.outputs))],
             "sha256_uris": [film.delivered.get(k, {}).get("sha256_uri", "") for k in range(len(p.outputs))],
+            "qc": [film.delivered.get(k, {}).get("qc", "") for k in range(len(p.outputs))],
             "start_timecode": info.start_timecode, "rate": str(info.avg_rate),
             **{f"{k}_seconds": round(v, 3) for k, v in film.timings.items()},
         }

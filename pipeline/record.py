@@ -47,7 +47,8 @@ FILMS_SCHEMA = pa.schema([
     # Every deliverable made from the one colouring (the master first) and its fixity.
     ("outputs", pa.list_(pa.string())), ("codecs", pa.list_(pa.string())),
     ("output_sha256s", pa.list_(pa.string())), ("framemd5_uris", pa.list_(pa.string())),
-    ("sha256_uris", pa.list_(pa.string())), ("start_timecode", pa.string()), ("rate", pa.string()),
+    ("sha256_uris", pa.list_(pa.string())), ("qc", pa.list_(pa.string())),  # MediaConch: pass / fail: ...
+    ("start_timecode", pa.string()), ("rate", pa.string()),
     ("scan_seconds", pa.float64()), ("colorize_seconds", pa.float64()), ("assemble_seconds", pa.float64()),
 ])
 

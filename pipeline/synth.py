@@ -122,7 +122,7 @@ def write_film(
         if frames:
             cuts.append(len(frames))
         frames.extend(render_scene(sc, width, height))
-    depth = 10 if "10" in pix_fmt else 8
+    depth = next((d for d in (10, 12, 16) if f"{d}le" in pix_fmt or f"{d}be" in pix_fmt), 8)
     tb = Fraction(1, 2 * rate) if vfr else Fraction(1, rate)
     pts, t = [], 0
     for i in range(len(frames)):

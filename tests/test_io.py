@@ -10,15 +10,23 @@ from pipeline.synth import SynthScene, write_film
 SHOTS = [SynthScene("astronaut", 20, pan=(3, 1)), SynthScene("rocket", 20, pan=(-2, 0))]
 
 
-@pytest.mark.parametrize("pix_fmt", ["gray", "gray10le", "yuv420p", "yuv422p", "yuv444p", "yuv420p10le"])
+@pytest.mark.parametrize("pix_fmt", ["gray", "gray10le", "yuv420p", "yuv422p", "yuv444p", "yuv420p10le",
+                                     "gray16le", "gray12le", "yuv420p12le", "yuv420p16le", "yuv444p16le"])
 def test_probe_formats(tmp_path, pix_fmt):
-    film = write_film(str(tmp_path / "f.mkv"), SHOTS, 64, 48, pix_fmt=pix_fmt, audio=False)
+    # gray16le: RAWcooked's FFV1 of a 16-bit luma-only scan
+    from pipeline.synth import luma_code, rgb_to_ycbcr
+
+    film = write_film(str(tmp_path / "f.mkv"), SHOTS, 64, 48, pix_fmt=pix_fmt, audio=False, keep_colour=True)
     info = probe(film.path)
+    depth = next((d for d in (10, 12, 16) if str(d) in pix_fmt), 8)
     assert info.frame_count == 40
     assert info.pix_fmt == pix_fmt
-    assert info.bit_depth == (10 if "10" in pix_fmt else 8)
+    assert info.bit_depth == depth
     y = next(iter_luma(info, 5, 6))[1]
-    assert y.shape == (48, 64) and y.dtype == (np.uint16 if "10" in pix_fmt else np.uint8)
+    assert y.shape == (48, 64) and y.dtype == (np.uint16 if depth > 8 else np.uint8)
+    # the stored samples themselves, at the film's depth
+    truth = luma_code(rgb_to_ycbcr(film.colour[5], "bt601")[0], depth, full_range=pix_fmt.startswith("gray"))
+    assert np.array_equal(y, truth)
 
 
 def test_range_decode_is_frame_accurate_with_b_frames_and_vfr(tmp_path):
