@@ -149,7 +149,7 @@ def probe(path: str) -> FilmInfo:
             time_base=Fraction(tb),
             frame_pts=tuple(pts),
             frame_duration_pts=int(last_dur),
-            avg_rate=Fraction(len(pts)) / span if span > 0 else Fraction(24),
+            avg_rate=_nominal_rate(vs, Fraction(len(pts)) / span if span > 0 else Fraction(24)),
             colorspace=int(ctx.colorspace or 2),
             color_primaries=int(ctx.color_primaries or 2),
             color_trc=int(ctx.color_trc or 2),
@@ -159,6 +159,16 @@ def probe(path: str) -> FilmInfo:
         )
     check_decodes(info)
     return info
+
+
+def _nominal_rate(vs, measured: Fraction) -> Fraction:
+    """The film's rate: the stream's declared rate (Matroska DefaultDuration, the MOV track's)
+    where the frames agree with it within 1 %, else frames / span. Matroska rounds
+    timestamps to milliseconds, so 48 frames of a 24 fps film measure 24.012 fps."""
+    declared = vs.average_rate or vs.guessed_rate
+    if declared and measured and abs(Fraction(declared) - measured) <= measured / 100:
+        return Fraction(declared)
+    return measured
 
 
 def _check_not_truncated(path, container, vs, pts, last_dur) -> None:
