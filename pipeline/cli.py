@@ -46,7 +46,10 @@ def colorize(
                                         help="deliverables, master first: .mkv (FFV1), .mov (ProRes 422 HQ), "
                                              ".mp4 (H.264), or a sequence pattern out/reel_%08d.dpx|.tif"),
     exemplar: List[str] = typer.Option([], "--exemplar", "-e", help="IMAGE@FRAME (index, HH:MM:SS:FF or 12.5s)"),
-    hints: List[str] = typer.Option([], "--hints", help="RGBA PNG of colour dots/strokes @FRAME (transparent elsewhere)"),
+    hints: List[str] = typer.Option([], "--hints", help="RGBA PNG of colour dots/strokes @FRAME (transparent "
+                                                        "elsewhere), or a folder of them named by frame"),
+    exemplars: List[str] = typer.Option([], "--exemplars", help="folder or s3:// prefix of painted keyframes, placed "
+                                                                "by the frame in their names (filmcolor keyframes)"),
     codec: Optional[str] = typer.Option(None, help="the master's codec: ffv1 | prores | prores4444 | h264 "
                                                    "(default: from its extension)"),
     fps: Optional[str] = typer.Option(None, "--fps", help="an image sequence's frame rate (18, 24, 24000/1001); "
@@ -70,8 +73,11 @@ def colorize(
     _setup(verbose, endpoint_url)
     if model not in available():
         raise InputError(f"unknown model {model!r} (available: {', '.join(available())})")
+    from pipeline.keyframes import is_folder_spec
+
     job = FilmJob(film_id_of(input), input, outputs[0], parse_exemplars(exemplar), run_dir,
-                  hints=parse_exemplars(hints, "hints"), outputs=outputs, fps=fps)
+                  hints=parse_exemplars([h for h in hints if not is_folder_spec(h)], "hints"), outputs=outputs,
+                  fps=fps, exemplar_dirs=list(exemplars), hint_dirs=[h for h in hints if is_folder_spec(h)])
     cfg = JobConfig(workers=workers, address=address, codec=codec,
                     colorize=ColorizeConfig(model=model, gpus=gpus_per_actor), report=not no_report)
     result = run_film(job, cfg)
@@ -125,7 +131,10 @@ def reprocess(
     scene: List[int] = typer.Option([], "--scene", help="redo this scene (repeatable)"),
     failed: bool = typer.Option(False, "--failed", help="redo failed shards"),
     exemplar: List[str] = typer.Option([], "--exemplar", "-e", help="new IMAGE@FRAME for the scene at FRAME"),
-    hints: List[str] = typer.Option([], "--hints", help="new hint PNG @FRAME for the scene at FRAME"),
+    hints: List[str] = typer.Option([], "--hints", help="new hint PNG @FRAME for the scene at FRAME, or a folder "
+                                                        "of them named by frame"),
+    exemplars: List[str] = typer.Option([], "--exemplars", help="folder or s3:// prefix of painted keyframes "
+                                                                "(filmcolor keyframes): their scenes are redone"),
     film: Optional[str] = typer.Option(None, "--film", help="only this film id"),
     workers: Optional[int] = typer.Option(None, min=1),
     address: Optional[str] = typer.Option(None),
@@ -136,7 +145,8 @@ def reprocess(
     from pipeline.job import JobConfig, reprocess as redo
 
     _setup(verbose, endpoint_url)
-    for r in redo(run_dir, scene, failed, exemplar, JobConfig(workers=workers, address=address), film, hints):
+    for r in redo(run_dir, scene, failed, list(exemplar) + list(exemplars), JobConfig(workers=workers, address=address),
+                  film, hints):
         typer.echo(f"{r.film_id}: {r.output} ({r.frames} frames, {r.seconds:.1f}s)")
 
 
@@ -250,6 +260,51 @@ def _read_scene_ranges(src: str) -> list[tuple[int, int]]:
     else:
         raise InputError(f"{src}: scene list must be .csv, .parquet, .json or a run directory")
     return [(int(r["start_frame"]), int(r["end_frame"])) for r in rows]
+
+
+@app.command()
+def keyframes(
+    source: str = typer.Argument(..., metavar="INPUT|RUN_DIR", help="a film (scanned for its scenes first) or a "
+                                                                    "run directory"),
+    out: str = typer.Option(..., "--out", help="folder or s3:// prefix for the pictures"),
+    scene: List[int] = typer.Option([], "--scene", help="only this scene (repeatable)"),
+    film: Optional[str] = typer.Option(None, "--film", help="only this film id (a run directory)"),
+    coloured: bool = typer.Option(False, "--coloured", help="also the scene's current colours (a run directory's "
+                                                            "master), as a starting point to correct"),
+    fps: Optional[str] = typer.Option(None, "--fps", help="an image sequence's frame rate"),
+    endpoint_url: Optional[str] = typer.Option(None, "--endpoint-url", help="S3-compatible endpoint (default: AWS_ENDPOINT_URL)"),
+    verbose: bool = typer.Option(False, "--verbose", "-v"),
+) -> None:
+    """Write each scene's keyframe to paint (grey, full resolution and depth) and a
+    transparent hints template, named FILM_sSCENE_fFRAME_TIMECODE; bring them back painted
+    with --exemplars DIR / --hints DIR."""
+    import time
+
+    from pipeline import keyframes as kf
+    from pipeline import storage
+    from pipeline.fixity import is_run_dir
+    from pipeline.io import parse_rate
+    from pipeline.job import film_id_of
+    from pipeline.io.sequence import is_sequence
+
+    _setup(verbose, endpoint_url)
+    t0 = time.perf_counter()
+    if is_run_dir(source):
+        jobs = [(info, keys, (f.get("outputs") or [f["output"]])[0] if coloured else None)
+                for f, info, keys in kf.keyframes_of_run(source, scene, film)]
+    else:
+        if coloured:
+            raise InputError("--coloured needs a run directory (the colours are its master's)")
+        if not is_sequence(source):
+            storage.check_readable(source)
+        info, keys = kf.keyframes_of_film(source, scene, film or film_id_of(source), parse_rate(fps))
+        jobs = [(info, keys, None)]
+    storage.check_writable(storage.join(out, "probe.png")) if storage.is_s3(out) else storage.makedirs(out)
+    n = 0
+    for info, keys, master in jobs:
+        n += len(kf.export(keys, info, out, master))
+    typer.echo(f"{sum(len(k) for _, k, _ in jobs)} keyframe(s), {n} file(s) -> {out} "
+               f"({time.perf_counter() - t0:.1f}s)")
 
 
 @app.command()

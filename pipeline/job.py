@@ -53,6 +53,10 @@ class FilmJob:
     hints: list[ExemplarSpec] = field(default_factory=list)  # RGBA PNGs of colour dots @ frame
     outputs: list[str] = field(default_factory=list)  # every deliverable, master first ([] = [output])
     fps: str | None = None  # an image sequence's rate (--fps, manifest fps:)
+    # Folders (or S3 prefixes) of painted keyframes / hints, placed by the frame in their
+    # names (pipeline.keyframes); expanded into `exemplars` and `hints` once the film is probed.
+    exemplar_dirs: list[str] = field(default_factory=list)
+    hint_dirs: list[str] = field(default_factory=list)
 
     def __post_init__(self):
         self.outputs = list(self.outputs or [self.output])
@@ -152,17 +156,15 @@ def prepare(job: FilmJob, cfg: JobConfig, run_dir: str) -> PreparedFilm:
     problem = check_id(job.film_id)
     if problem:
         raise InputError(f"film {problem}")
-    shas = [check_exemplar(spec.image) for spec in job.exemplars]
-    hint_shas = []
-    for j, spec in enumerate(job.hints):
-        try:
-            hint_shas.append(load_hints(spec.image)[1])
-        except InputError as exc:
-            exc.where = f"hints[{j}]"
-            raise
     from pipeline.io import parse_rate
 
+    shas = [check_exemplar(spec.image) for spec in job.exemplars]
+    hint_shas = [_hint_sha(spec, j) for j, spec in enumerate(job.hints)]
     info = probe(job.input, parse_rate(job.fps))
+    if job.exemplar_dirs or job.hint_dirs:
+        job = _with_painted(job, info)
+        shas += [check_exemplar(spec.image) for spec in job.exemplars[len(shas):]]
+        hint_shas += [_hint_sha(spec, j) for j, spec in enumerate(job.hints) if j >= len(hint_shas)]
     frames = [_frame(spec, info, f"exemplars[{j}]") for j, spec in enumerate(job.exemplars)]
     hints = []
     for j, (spec, sha) in enumerate(zip(job.hints, hint_shas)):
@@ -180,6 +182,32 @@ def prepare(job: FilmJob, cfg: JobConfig, run_dir: str) -> PreparedFilm:
                         [e.image for e in job.exemplars], frames, shas, job.force_scenes,
                         model=job.model or cfg.colorize.model, hints=hints, auto_sha256=auto_info()["weights_sha256"],
                         outputs=list(job.outputs), codecs=codecs, fps=job.fps)
+
+
+def _hint_sha(spec: ExemplarSpec, j: int) -> str:
+    try:
+        return load_hints(spec.image)[1]
+    except InputError as exc:
+        exc.where = f"hints[{j}]"
+        raise
+
+
+def _with_painted(job: FilmJob, info) -> FilmJob:
+    """`job` with the painted pictures of its folders added to its exemplars and hints
+    (checked against the film: size, frame, luminance)."""
+    import dataclasses
+
+    from pipeline import keyframes
+
+    ex, hi = [], []
+    for folder, hints_only in [(d, False) for d in job.exemplar_dirs] + [(d, True) for d in job.hint_dirs]:
+        found = keyframes.collect(folder, job.film_id, info, hints_only=hints_only)
+        e, h = keyframes.specs(found)
+        ex += e
+        hi += h
+        log.info("%s: %d painted exemplar(s), %d hint picture(s) from %s", job.film_id, len(e), len(h), folder)
+    return dataclasses.replace(job, exemplars=list(job.exemplars) + parse_exemplars(ex),
+                               hints=list(job.hints) + parse_exemplars(hi, "hints"), exemplar_dirs=[], hint_dirs=[])
 
 
 def _frame(spec: ExemplarSpec, info, where: str) -> int:
@@ -277,8 +305,9 @@ def run_manifest(path: str, run_dir: str | None, cfg: JobConfig) -> list[FilmRes
     for i, f in enumerate(m.films):
         try:
             films.append(prepare(FilmJob(f.id, f.input, f.output, f.exemplars, run_dir, codec=f.codec,
-                                         model=f.model, hints=f.hints, outputs=getattr(f, "outputs", None) or [],
-                                         fps=getattr(f, "fps", None)), cfg, run_dir))
+                                         model=f.model, hints=f.hints, outputs=f.outputs, fps=f.fps,
+                                         exemplar_dirs=[f.exemplars_dir] if f.exemplars_dir else [],
+                                         hint_dirs=[f.hints_dir] if f.hints_dir else []), cfg, run_dir))
         except InputError as exc:
             where = getattr(exc, "where", "")
             problems.append(f"films[{i}].{where}: {exc}" if where else f"films[{i}]: {exc}")
@@ -315,14 +344,21 @@ def reprocess(run_dir: str, scenes: list[int], failed: bool, exemplars: list[str
     if not (scenes or failed or exemplars or hints):
         raise InputError("nothing to reprocess: give --scene N, --failed, --exemplar IMAGE@FRAME or "
                          "--hints IMAGE@FRAME")
-    new_specs, new_hints = parse_exemplars(exemplars), parse_exemplars(list(hints), "hints")
+    from pipeline.keyframes import is_folder_spec
+
+    folders = [(e, False) for e in exemplars if is_folder_spec(e)] + [(h, True) for h in hints if is_folder_spec(h)]
+    new_specs = parse_exemplars([e for e in exemplars if not is_folder_spec(e)])
+    new_hints = parse_exemplars([h for h in hints if not is_folder_spec(h)], "hints")
     prepared = []
     for f in films:
-        if failed and not scenes and not new_specs and not new_hints and f["status"] == "done":
+        if failed and not scenes and not exemplars and not hints and f["status"] == "done":
             continue
+        painted_ex, painted_hints = _painted_in(folders, f, run_dir)
+        if folders and not (painted_ex or painted_hints or scenes or failed or new_specs or new_hints):
+            continue  # nothing painted for this film
         specs = [ExemplarSpec(img, str(fr)) for img, fr in zip(f["exemplars"], f["exemplar_frames"])]
-        specs = _replace_in_scenes(f, specs, new_specs, run_dir)
-        hint_specs = _replace_in_scenes(f, _hint_specs(f), new_hints, run_dir)
+        specs = _replace_in_scenes(f, specs, new_specs + painted_ex, run_dir)
+        hint_specs = _replace_in_scenes(f, _hint_specs(f), new_hints + painted_hints, run_dir)
         job = FilmJob(f["film_id"], f["input"], f["output"], specs, run_dir, codec=f["codec"],
                       force_scenes=frozenset(scenes), model=f["model"]["name"], hints=hint_specs,
                       outputs=f.get("outputs") or [], fps=_sequence_rate(f))
@@ -331,6 +367,27 @@ def reprocess(run_dir: str, scenes: list[int], failed: bool, exemplars: list[str
         log.info("nothing to redo: no failed film in %s", run_dir)
         return []
     return run_films(prepared, cfg, run_dir)
+
+
+def _painted_in(folders: list[tuple[str, bool]], film: dict, run_dir: str):
+    """The painted exemplars and hints of `film` in the given folders, checked against the
+    film (size, frame, luminance): (exemplar specs, hint specs)."""
+    if not folders:
+        return [], []
+    from pipeline import keyframes
+    from pipeline.io import load_info, parse_rate
+    from pipeline.plan import segment_dir
+
+    info_uri = storage.join(segment_dir(run_dir, film["film_id"]), "film-info.json")
+    info = load_info(info_uri) if storage.exists(info_uri) else probe(film["input"], parse_rate(_sequence_rate(film)))
+    ex, hi = [], []
+    for folder, hints_only in folders:
+        e, h = keyframes.specs(keyframes.collect(folder, film["film_id"], info, hints_only=hints_only))
+        ex += e
+        hi += h
+    if ex or hi:
+        log.info("%s: %d painted exemplar(s), %d hint picture(s) brought back", film["film_id"], len(ex), len(hi))
+    return parse_exemplars(ex), parse_exemplars(hi, "hints")
 
 
 def _sequence_rate(film: dict) -> str | None:

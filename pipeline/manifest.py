@@ -23,7 +23,7 @@ from pipeline.names import check_id
 
 TOP_KEYS = {"version", "defaults", "films"}
 DEFAULT_KEYS = {"codec", "model", "workers"}
-FILM_KEYS = {"id", "input", "output", "exemplars", "hints", "codec", "model", "fps"}
+FILM_KEYS = {"id", "input", "output", "exemplars", "hints", "codec", "model", "fps", "exemplars_dir", "hints_dir"}
 EXEMPLAR_KEYS = {"image", "frame", "timecode", "seconds"}
 
 
@@ -47,6 +47,10 @@ class FilmEntry:
     # Every deliverable, master first (`output:` as a string or a list).
     outputs: list[str] = field(default_factory=list)
     fps: str | None = None  # as given: '24', '23.976', '24000/1001' (checked positive)
+    # Folders of painted keyframes / hints named by frame (filmcolor keyframes), checked
+    # against the film when it is probed.
+    exemplars_dir: str | None = None
+    hints_dir: str | None = None
 
     def __post_init__(self):
         if not self.outputs:
@@ -165,8 +169,18 @@ def _film(f, loc: str, defaults: dict, seen: dict, written: dict, problems: list
 
     exemplars = _guides(f, "exemplars", loc, load_rgb, problems)
     hints = _guides(f, "hints", loc, load_hints, problems)
+    dirs = {}
+    for key in ("exemplars_dir", "hints_dir"):
+        if key in f:
+            d = f[key]
+            if not isinstance(d, str) or not d:
+                problems.append(f"{loc}.{key}: expected a folder or s3:// prefix")
+            elif not storage.is_s3(d) and not os.path.isdir(d):
+                problems.append(f"{loc}.{key}: {d}: no such folder")
+            else:
+                dirs[key] = d
     return FilmEntry(fid, f["input"], outputs[0], exemplars, codec, f.get("model", defaults.get("model")),
-                     hints, outputs=outputs, fps=fps)
+                     hints, outputs=outputs, fps=fps, **dirs)
 
 
 def _outputs(doc, loc: str, problems: list[str]) -> list[str] | None:
