@@ -1,13 +1,24 @@
 """The review page of a run: `filmcolor report RUN_DIR [--out DIR]`.
 
 One self-contained HTML file (inline CSS and JS, thumbnails as base64 `data:` URIs, nothing
-fetched from anywhere), so it works opened from disk and uploaded to a bucket alike.
+fetched from anywhere), so it works opened from disk and uploaded to a bucket alike; its
+only links to files are relative download links (below).
 
 It shows the run (films, status, frames, duration, wall time, throughput, model, warnings,
 errors), and per film a scene timeline coloured by exemplar source and a table with one
 row per scene: timecodes, transition, exemplar source, input | exemplar | output
-thumbnails at the scene's first, middle and last frame, status and error, and a "redo"
-box. Ticked boxes compose the matching `filmcolor reprocess` command at the top.
+thumbnails at the scene's first, middle and last frame, status and error, a "redo" box,
+and download links to the scene's keyframe to paint, its hints template, its current
+colours and its exemplar. Ticked boxes compose, at the top, the matching `filmcolor
+reprocess` command (redo as is), the `filmcolor keyframes` command that exports their
+keyframes into a folder to paint (the page's "paint-dir" field), and the `filmcolor
+reprocess --exemplars` command that brings the painted frames back.
+
+The keyframes are not embedded (they are full resolution): `write_report` makes them in
+RUN_DIR/keyframes/FILM/ (only what is missing or stale; `keyframes.json` there records
+each scene's frame and the master's sha256 the coloured pictures came from) and the page
+links them by paths relative to its own folder, so the links work when the run directory
+is opened from disk and when it is served from a bucket.
 
 Thumbnails are written by the colorize actors while they colour, at `thumb_uri(...)` for
 the frames `thumb_frames(start, end)`; keep this module's top-level imports light (the
@@ -20,12 +31,15 @@ import base64
 import datetime as _dt
 import html
 import json
+import os
+import posixpath
 import shlex
+import urllib.parse
 
 import cv2
 import numpy as np
 
-from pipeline import storage
+from pipeline import log, storage
 from pipeline.record import read_table
 
 THUMB_WIDTH = 192
