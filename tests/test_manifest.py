@@ -257,3 +257,19 @@ def test_huge_exemplar_in_a_manifest_is_located(tmp_path):
         load(_write(tmp_path, doc))
     assert err.value.problems == [f"films[0].exemplars[0].image: exemplar {big}: 20000 x 20000 pixels is above "
                                   "the limit of 67108864 (8192 x 8192); scale it down to the film's size"]
+
+
+def test_folders_of_painted_keyframes_in_a_manifest(film3, tmp_path):
+    import os
+
+    paint = tmp_path / "paint"
+    paint.mkdir()
+    doc = {"version": 1, "films": [
+        {**_film_entry(film3, tmp_path), "exemplars_dir": str(paint), "hints_dir": str(tmp_path / "nope")}]}
+    with pytest.raises(ManifestError) as e:
+        load(_write(tmp_path, doc))
+    assert e.value.problems == [f"films[0].hints_dir: {tmp_path / 'nope'}: no such folder"]
+    del doc["films"][0]["hints_dir"]
+    m = load(_write(tmp_path, doc))
+    assert m.films[0].exemplars_dir == str(paint) and m.films[0].hints_dir is None
+    assert os.listdir(paint) == []
