@@ -9,6 +9,7 @@ encode per deliverable.
 
 from __future__ import annotations
 
+import functools
 import os
 import re
 from dataclasses import dataclass, field
@@ -174,15 +175,7 @@ def convert_luma(luma: np.ndarray, info: FilmInfo, spec: OutputSpec) -> np.ndarr
 
 
 def _rescale_range(luma: np.ndarray, info: FilmInfo, spec: OutputSpec) -> np.ndarray:
-    def black_white(depth: int, full: bool) -> tuple[float, float]:
-        scale = 1 << (depth - 8)
-        return (0.0, float((1 << depth) - 1)) if full else (16.0 * scale, 235.0 * scale)
-
-    lo_in, hi_in = black_white(info.bit_depth, info.full_range)
-    lo_out, hi_out = black_white(spec.bit_depth, spec.full_range)
-    y = (luma.astype(np.float64) - lo_in) * ((hi_out - lo_out) / (hi_in - lo_in)) + lo_out
-    top = (1 << spec.bit_depth) - 1
-    return np.rint(y).clip(0, top).astype(np.uint8 if spec.bit_depth == 8 else np.uint16)
+    return _range_lut(info.bit_depth, info.full_range, spec.bit_depth, spec.full_range)[luma]
 
 
 def _black_white(depth: int, full: bool) -> tuple[float, float]:
@@ -206,10 +199,18 @@ def convert_luma_code(y: np.ndarray, src: OutputSpec, dst: OutputSpec) -> np.nda
         if shift >= 0:
             return y.astype(dtype) << shift if shift else y
         return ((y.astype(np.uint32) + (1 << (-shift - 1))) >> -shift).clip(0, (1 << dst.bit_depth) - 1).astype(dtype)
-    lo_in, hi_in = _black_white(src.bit_depth, src.full_range)
-    lo_out, hi_out = _black_white(dst.bit_depth, dst.full_range)
-    out = (y.astype(np.float64) - lo_in) * ((hi_out - lo_out) / (hi_in - lo_in)) + lo_out
-    return np.rint(out).clip(0, (1 << dst.bit_depth) - 1).astype(np.uint8 if dst.bit_depth == 8 else np.uint16)
+    return _range_lut(src.bit_depth, src.full_range, dst.bit_depth, dst.full_range)[y]
+
+
+@functools.lru_cache(maxsize=8)
+def _range_lut(depth_in: int, full_in: bool, depth_out: int, full_out: bool) -> np.ndarray:
+    """Every input code value's output code value (a table lookup per pixel instead of
+    float arithmetic on a 2K/4K plane; the same rounding)."""
+    lo_in, hi_in = _black_white(depth_in, full_in)
+    lo_out, hi_out = _black_white(depth_out, full_out)
+    y = np.arange(1 << depth_in, dtype=np.float64)
+    out = (y - lo_in) * ((hi_out - lo_out) / (hi_in - lo_in)) + lo_out
+    return np.rint(out).clip(0, (1 << depth_out) - 1).astype(np.uint8 if depth_out == 8 else np.uint16)
 
 
 def convert_planes(y: np.ndarray, cb: np.ndarray, cr: np.ndarray, src: OutputSpec, dst: OutputSpec):
