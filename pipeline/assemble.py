@@ -102,6 +102,7 @@ def assemble(info: FilmInfo, seg_spec: OutputSpec, spec: OutputSpec, segments: l
         else:
             vout = out.add_stream(spec.encoder, rate=rate, options=dict(spec.options))
             vout.width, vout.height, vout.pix_fmt = info.width, info.height, spec.pix_fmt
+            vout.thread_type = "AUTO"  # ProRes slices, x264's own threads: output bytes do not depend on it
             vout.codec_context.time_base = info.time_base
         vout.time_base = info.time_base
         set_color_tags(vout.codec_context, spec)
@@ -141,6 +142,7 @@ def segment_frames(seg_spec: OutputSpec, segments: list[Segment]) -> Iterator[tu
     for seg in segments:
         index = seg.shard.start_frame
         with open_input(seg.path) as c:
+            c.streams.video[0].thread_type = "AUTO"  # FFV1's 16 slices decode in parallel
             for frame in c.decode(c.streams.video[0]):
                 planes = tuple(plane_array(p, frame.width if k == 0 else p.width, frame.height if k == 0 else p.height,
                                            dtype) for k, p in enumerate(frame.planes[:3]))

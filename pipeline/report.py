@@ -15,10 +15,10 @@ keyframes into a folder to paint (the page's "paint-dir" field), and the `filmco
 reprocess --exemplars` command that brings the painted frames back.
 
 The keyframes are not embedded (they are full resolution): `write_report` makes them in
-RUN_DIR/keyframes/FILM/ (only what is missing or stale; `keyframes.json` there records
-each scene's frame and the master's sha256 the coloured pictures came from) and the page
-links them by paths relative to its own folder, so the links work when the run directory
-is opened from disk and when it is served from a bucket.
+RUN_DIR/keyframes/FILM/ (only what is missing or stale; `.filmcolor-report.json` there
+records each scene's frame and the master's sha256 the coloured pictures came from) and
+the page links them by paths relative to its own folder, so the links work when the run
+directory is opened from disk and when it is served from a bucket.
 
 Thumbnails are written by the colorize actors while they colour, at `thumb_uri(...)` for
 the frames `thumb_frames(start, end)`; keep this module's top-level imports light (the
@@ -231,6 +231,205 @@ def _model_html(model: dict | None) -> str:
     return out
 
 
+# --- keyframes to paint, and links to files -------------------------------------------
+
+# Beside the pictures in RUN_DIR/keyframes/FILM/: per scene what its keyframe was chosen
+# from, its frame and timecode, and the sha256 of the master its coloured picture came from.
+KEYFRAME_MARKER = ".filmcolor-report.json"
+# A scene's download links, in page order: kind -> (label, title)
+LINKS = {
+    "keyframe": ("keyframe", "the grey keyframe to paint (full resolution)"),
+    "hints": ("hints template", "a transparent template of the keyframe to paint colour hints on"),
+    "colours": ("colours", "the scene's current colours at the keyframe (from the master)"),
+    "exemplar": ("exemplar", "the exemplar image the scene is coloured from"),
+}
+
+
+def ensure_keyframes(run_dir: str, films: list[dict], scenes: list[dict]) -> dict[str, dict[int, dict[str, str]]]:
+    """Make sure each recorded film's keyframes are in RUN_DIR/keyframes/FILM/: per scene the
+    grey keyframe and its hints template (`pipeline.keyframes.export`), and for a film whose
+    master was published (done/skipped) its current colours at that frame. Only what is
+    missing or stale is made: a scene whose frames or exemplar frame changed gets new
+    pictures (the old ones are removed), coloured pictures are redone when the master's
+    sha256 changes, and removed when the film has no master now. Returns
+    {film id: {scene: {kind: URI}}} of the pictures that are there and current. Pictures
+    that cannot be made (the input or master unreadable, storage errors) are a warning:
+    the page is written with the links it has."""
+    out: dict[str, dict[int, dict[str, str]]] = {}
+    for row in films:
+        fid = row.get("film_id")
+        try:
+            out[str(fid)] = _film_keyframes(run_dir, row, [s for s in scenes if s.get("film_id") == fid])
+        except Exception as exc:  # noqa: BLE001 - the page is written without these links
+            log.warning("%s: keyframes for the review page not made: %s", fid, exc)
+    return out
+
+
+def _film_keyframes(run_dir: str, row: dict, scene_rows: list[dict]) -> dict[int, dict[str, str]]:
+    from pipeline import keyframes as kf
+    from pipeline.errors import InputError
+    from pipeline.names import check_id, join_inside
+
+    fid = row["film_id"]
+    problem = check_id(fid)
+    if problem:
+        raise InputError(f"film {problem}")
+    folder = join_inside(run_dir, "keyframes", fid)
+    marker_uri = join_inside(folder, KEYFRAME_MARKER)
+    marker = _read_marker(marker_uri)
+    master = (row.get("outputs") or [row.get("output")])[0]
+    sha = row.get("output_sha256") or ""
+    colour_sha = sha if (row.get("status") in ("done", "skipped") and master and sha
+                         and _master_exists(master)) else ""
+    listing = set(storage.listdir(folder))
+    entries: dict[str, dict] = {}
+    grey: list[int] = []  # scenes whose keyframe and hints template are made
+    colours: list[int] = []  # scenes whose coloured picture is made (missing, or of another master)
+    keys_of = {int(s["scene"]): _scene_key(s) for s in scene_rows if not s.get("low_variability")}
+    for n, key in sorted(keys_of.items()):  # flat spans are not coloured: nothing to paint
+        e = marker.get(str(n))
+        if not (e and e.get("key") == key):
+            grey.append(n)
+            if colour_sha:
+                colours.append(n)
+            continue
+        names = _keyframe_names(fid, n, e)
+        entries[str(n)] = {**e, "coloured": e.get("coloured") if colour_sha else ""}
+        if names["keyframe"] not in listing or names["hints"] not in listing:
+            grey.append(n)
+        if colour_sha and (names["colours"] not in listing or e.get("coloured") != colour_sha):
+            colours.append(n)
+    made = True
+    if grey or colours:
+        try:
+            ((_, info, keys),) = kf.keyframes_of_run(run_dir, sorted(set(grey + colours)), fid)
+            m = master if colour_sha else None
+            for k in keys:
+                entry = {"key": keys_of[k.scene], "frame": k.frame, "timecode": k.timecode,
+                         "coloured": (entries.get(str(k.scene)) or {}).get("coloured", "")}
+                if k.scene in grey:
+                    kf.export([k], info, folder)  # grey keyframe and hints template
+                if m and k.scene in colours:
+                    try:  # the coloured picture alone: a keyframe painted in place here is kept
+                        _write_coloured(folder, _keyframe_names(fid, k.scene, entry)["colours"],
+                                        kf.coloured_frame(m, k.frame, info))
+                        entry["coloured"] = colour_sha
+                    except Exception as exc:  # noqa: BLE001 - the grey keyframes are still linked
+                        log.warning("%s: coloured keyframes from %s not made: %s", fid, master, exc)
+                        m = None
+                if entry["coloured"] != colour_sha:
+                    entry["coloured"] = ""
+                entries[str(k.scene)] = entry
+            listing = set(storage.listdir(folder))
+        except Exception as exc:  # noqa: BLE001 - what is there already is still linked
+            log.warning("%s: keyframes for the review page not made: %s", fid, exc)
+            made = False
+            listing = set(storage.listdir(folder))
+    # what the folder holds now for the page; this film's older pictures (a scene that got
+    # another keyframe, colours of a master that is gone) are removed
+    wanted = {}
+    for n, e in entries.items():
+        names = _keyframe_names(fid, int(n), e)
+        wanted[int(n)] = {kind: name for kind, name in names.items()
+                          if name in listing and (kind != "colours" or e.get("coloured") == colour_sha != "")}
+    keep = {name for names in wanted.values() for name in names.values()} | {KEYFRAME_MARKER}
+    for name in sorted(listing - keep) if made else []:
+        parsed = kf.parse_name(name)
+        if parsed and parsed[0] == fid and parsed[3] in ("", "_hints", "_coloured"):
+            storage.remove(join_inside(folder, name))
+    if made and entries != marker:  # (a read-only run directory: what is there is linked)
+        storage.write_bytes(marker_uri, json.dumps(entries, indent=1, sort_keys=True).encode("utf-8"))
+    return {n: {kind: join_inside(folder, name) for kind, name in names.items()} for n, names in wanted.items()}
+
+
+def _write_coloured(folder: str, name: str, bgr: np.ndarray) -> None:
+    """Write a coloured keyframe and list it, as `keyframes.export` does, among the pictures
+    exported as they are (`keyframes.EXPORTED`): brought back unchanged it is not taken
+    for a painting."""
+    import hashlib
+
+    from pipeline import keyframes as kf
+    from pipeline.names import join_inside
+
+    ok, buf = cv2.imencode(".png", bgr)
+    if not ok:
+        raise ValueError("PNG encoding failed")
+    data = buf.tobytes()
+    storage.write_bytes(join_inside(folder, name), data)
+    uri = join_inside(folder, kf.EXPORTED)
+    try:
+        listed = json.loads(_read(uri) or b"{}")
+    except ValueError:
+        listed = {}
+    listed = {**(listed if isinstance(listed, dict) else {}), name: hashlib.sha256(data).hexdigest()}
+    storage.write_bytes(uri, json.dumps(listed, indent=1, sort_keys=True).encode("utf-8"))
+
+
+def _scene_key(s: dict) -> list[int]:
+    """What a scene's keyframe choice depends on: its frames and its exemplar's frame."""
+    ex = s.get("exemplar_frame")
+    return [int(s["start_frame"]), int(s["end_frame"]), -1 if ex is None else int(ex)]
+
+
+def _keyframe_names(fid: str, scene: int, entry: dict) -> dict[str, str]:
+    from pipeline.keyframes import name_of
+
+    frame, tc = int(entry["frame"]), str(entry["timecode"])
+    return {"keyframe": name_of(fid, scene, frame, tc), "hints": name_of(fid, scene, frame, tc, "hints"),
+            "colours": name_of(fid, scene, frame, tc, "coloured")}
+
+
+def _read_marker(uri: str) -> dict:
+    data = _read(uri)
+    try:
+        marker = json.loads(data) if data else {}
+    except ValueError:
+        return {}
+    if not isinstance(marker, dict):
+        return {}
+    return {k: v for k, v in marker.items() if isinstance(v, dict) and "frame" in v and "timecode" in v}
+
+
+def _master_exists(master: str) -> bool:
+    from pipeline.io.sequence import is_sequence
+
+    try:
+        return is_sequence(master) or storage.exists(master)
+    except (OSError, storage.StorageError):
+        return False
+
+
+def relative_href(page_dir: str, target: str) -> str | None:
+    """A URL relative to the page's folder that reaches `target` (both local, or both in one
+    bucket: a relative key path), percent-encoded; None where there is none."""
+    if not target or storage.is_s3(page_dir) != storage.is_s3(target):
+        return None
+    if storage.is_s3(target):
+        p_bucket, _, p_key = page_dir[len("s3://"):].partition("/")
+        t_bucket, _, t_key = target[len("s3://"):].partition("/")
+        if not p_bucket or p_bucket != t_bucket or not t_key:
+            return None
+        rel = posixpath.relpath(posixpath.normpath("/" + t_key), posixpath.normpath("/" + p_key))
+    else:
+        try:
+            rel = os.path.relpath(os.path.abspath(target), os.path.abspath(page_dir))
+        except ValueError:  # another drive
+            return None
+        rel = rel.replace(os.sep, "/")
+    return urllib.parse.quote(rel, safe="/")
+
+
+def _download(kind: str, uri: str, page_dir: str) -> str:
+    label, title = LINKS[kind]
+    href = relative_href(page_dir, uri)
+    name = uri.rstrip("/").rsplit("/", 1)[-1]
+    if href is None:  # not reachable from where the page is: its place, as text
+        return (f'<div class="dl abs" data-kind="{_e(kind)}" title="{_e(title)}: {_e(uri)}">{_e(label)} '
+                f'<code>{_e(uri)}</code></div>')
+    return (f'<div><a class="dl" data-kind="{_e(kind)}" href="{_e(href)}" download="{_e(name)}" '
+            f'title="{_e(title)}: {_e(name)}">{_e(label)}</a></div>')
+
+
 # --- the page -----------------------------------------------------------------------
 
 def _e(x) -> str:
@@ -250,9 +449,12 @@ def _img(src: str | None, alt: str, missing: str, cls: str = "", height: int | N
 
 
 class _Film:
-    def __init__(self, film_id: str, row: dict, scenes: list[dict], shards: list[dict]):
+    def __init__(self, film_id: str, row: dict, scenes: list[dict], shards: list[dict],
+                 files: dict[int, dict[str, str]] | None = None, recorded: bool = True):
         self.id = film_id
         self.row = row
+        self.files = files or {}
+        self.recorded = recorded  # a films row: `filmcolor keyframes` can export its scenes
         self.scenes = sorted(scenes, key=lambda s: (s.get("start_frame") or 0, s.get("scene") or 0))
         self.shards = shards
         fps = row.get("fps")
@@ -274,9 +476,14 @@ class _Film:
 
 
 def build_html(run_dir: str, films: list[dict], scenes: list[dict], shards: list[dict],
-               images: _Images | None = None, generated: str | None = None) -> str:
-    """The page as a string (the tables as read from the run record)."""
+               images: _Images | None = None, generated: str | None = None,
+               files: dict[str, dict[int, dict[str, str]]] | None = None, page_dir: str | None = None) -> str:
+    """The page as a string (the tables as read from the run record). `files`: each scene's
+    keyframe pictures ({film id: {scene: {kind: URI}}}, `ensure_keyframes`), linked
+    relative to `page_dir`, the folder the page is written to (default RUN_DIR/report)."""
     images = images or _Images(run_dir)
+    files = files or {}
+    page_dir = page_dir or storage.join(run_dir, "report")
     generated = generated or _dt.datetime.now(_dt.timezone.utc).strftime("%Y-%m-%d %H:%M:%S UTC")
     order: list[str] = []
     rows: dict[str, dict] = {}
@@ -290,12 +497,14 @@ def build_html(run_dir: str, films: list[dict], scenes: list[dict], shards: list
         if fid not in rows:
             order.append(fid)
             rows[fid] = {"film_id": fid, "status": "pending"}
+    recorded = {str(r.get("film_id")) for r in films}
     film_objs = [_Film(fid, rows[fid], [s for s in scenes if str(s.get("film_id")) == fid],
-                       [s for s in shards if str(s.get("film_id")) == fid]) for fid in order]
+                       [s for s in shards if str(s.get("film_id")) == fid], files.get(fid) or {},
+                       fid in recorded) for fid in order]
 
     body = [_header(run_dir, generated, film_objs)]
     for i, f in enumerate(film_objs):
-        body.append(_film_section(i, f, images))
+        body.append(_film_section(i, f, images, page_dir))
     if not film_objs:
         body.append('<p class="dim">This run directory has no films recorded yet.</p>')
     config = json.dumps({"runDir": shlex.quote(run_dir)})
@@ -365,7 +574,16 @@ def _header(run_dir: str, generated: str, films: list[_Film]) -> str:
     <button type="button" id="tick-failed">Tick failed scenes</button>
     <button type="button" id="clear">Clear</button>
     <button type="button" id="copy" disabled>Copy</button> <span id="copied" class="dim"></span></div>
+  <p class="how"><b>Redo as is</b> — recolour the ticked scenes with the exemplars they have:</p>
   <pre><code id="command" class="empty">Tick “redo” on the scenes to send back; the reprocess command appears here.</code></pre>
+  <p class="how"><b>Export to paint</b> — write the ticked scenes' keyframes (grey, full resolution) and hint
+    templates into the folder <input type="text" id="paint-dir" value="to-paint" size="24" spellcheck="false"
+    aria-label="folder to paint in">, then paint them there:
+    <button type="button" id="copy-keyframes" class="copy-more" data-for="command-keyframes" disabled>Copy</button></p>
+  <pre><code id="command-keyframes" class="empty">Tick “redo” on the scenes to paint; the keyframes command appears here.</code></pre>
+  <p class="how"><b>Bring painted frames back</b> — only the scenes whose keyframes were painted are redone:
+    <button type="button" id="copy-exemplars" class="copy-more" data-for="command-exemplars" disabled>Copy</button></p>
+  <pre><code id="command-exemplars" class="empty">Then this command brings the painted keyframes back.</code></pre>
 </section>
 <section>
 <table class="films">
@@ -419,7 +637,7 @@ def _exemplar_uri(film: _Film, s: dict) -> str:
     return ""
 
 
-def _scene_row(i: int, f: _Film, s: dict, images: _Images) -> str:
+def _scene_row(i: int, f: _Film, s: dict, images: _Images, page_dir: str) -> str:
     n = s.get("scene")
     start, end = int(s.get("start_frame") or 0), int(s.get("end_frame") or 0)
     tc0 = s.get("start_timecode") or ""
@@ -436,10 +654,16 @@ def _scene_row(i: int, f: _Film, s: dict, images: _Images) -> str:
     status, error = _scene_status(f.by_scene.get(n, []))
 
     ex_uri = _exemplar_uri(f, s)
+    ex_thumb = images.exemplar(ex_uri) if ex_uri else None
     if ex_uri:
-        ex = _img(images.exemplar(ex_uri), f"exemplar {ex_uri}", "exemplar unreadable", "ex", f.thumb_h)
+        ex = _img(ex_thumb, f"exemplar {ex_uri}", "exemplar unreadable", "ex", f.thumb_h)
     else:
         ex = _placeholder("no exemplar", "ex", f.thumb_h)
+    links = dict(f.files.get(n) or {})
+    if ex_thumb:  # linked where it is readable
+        links["exemplar"] = ex_uri
+    dl = "".join(_download(kind, links[kind], page_dir) for kind in LINKS if links.get(kind))
+    paint = ' data-paint="1"' if f.recorded and not s.get("low_variability") else ""
     cells = []
     frames = thumb_frames(start, end)
     names = ["first", "middle", "last"] if len(frames) == 3 else (["first", "last"] if len(frames) == 2 else ["only"])
@@ -455,17 +679,18 @@ def _scene_row(i: int, f: _Film, s: dict, images: _Images) -> str:
     return (f'<tr class="scene st-row-{_e(status)}" id="film-{i}-scene-{_e(n)}" data-film="{_e(f.id)}" '
             f'data-scene="{_e(n)}" data-status="{_e(status)}">'
             f'<td class="redo-cell"><label><input type="checkbox" class="redo" data-film="{_e(f.id)}" '
-            f'data-scene="{_e(n)}"><span>redo</span></label></td>'
+            f'data-scene="{_e(n)}"{paint}><span>redo</span></label></td>'
             f'<td class="num big">{_e(n)}</td>'
             f'<td><div class="tc">{tc}</div><div class="dim small">frames {start}–{end - 1} '
             f'({end - start})</div></td>'
             f'<td>{_e(s.get("transition") or "")}</td>'
             f'<td><span class="src" style="border-color:{colour}">{_e(label)}</span>{sim_html}{exf_html}{flat}</td>'
             f'<td>{grid}</td>'
-            f'<td><span class="st st-{_e(status)}">{_e(status)}</span>{err}</td></tr>')
+            f'<td><span class="st st-{_e(status)}">{_e(status)}</span>{err}</td>'
+            f'<td class="files">{dl or "<span class=dim>—</span>"}</td></tr>')
 
 
-def _film_section(i: int, f: _Film, images: _Images) -> str:
+def _film_section(i: int, f: _Film, images: _Images, page_dir: str) -> str:
     r = f.row
     io_html = ""
     if r.get("input") or r.get("output"):
@@ -473,9 +698,9 @@ def _film_section(i: int, f: _Film, images: _Images) -> str:
                    f'<span class="k">output</span> <code>{_e(r.get("output"))}</code>'
                    f'<span class="k">exemplars</span> {len(r.get("exemplars") or [])}'
                    f'<span class="k">hints</span> {len(r.get("hints") or [])}</div>')
-    rows = "".join(_scene_row(i, f, s, images) for s in f.scenes)
+    rows = "".join(_scene_row(i, f, s, images, page_dir) for s in f.scenes)
     if not rows:
-        rows = '<tr><td colspan="7" class="dim">no scenes recorded</td></tr>'
+        rows = '<tr><td colspan="8" class="dim">no scenes recorded</td></tr>'
     return f"""
 <section class="film" id="film-{i}" data-film="{_e(f.id)}">
   <h2>{_e(f.id)} <span class="st st-{_e(r.get("status") or "pending")}">{_e(r.get("status") or "pending")}</span>
@@ -484,7 +709,7 @@ def _film_section(i: int, f: _Film, images: _Images) -> str:
   {_timeline(i, f)}
   <table class="scenes">
     <thead><tr><th>redo</th><th class="num">#</th><th>timecode</th><th>transition</th><th>exemplar</th>
-      <th>first · middle · last frame</th><th>status</th></tr></thead>
+      <th>first · middle · last frame</th><th>status</th><th>download</th></tr></thead>
     <tbody>{rows}</tbody>
   </table>
 </section>"""
@@ -492,12 +717,15 @@ def _film_section(i: int, f: _Film, images: _Images) -> str:
 
 def write_report(run_dir: str, out_dir: str | None = None) -> str:
     """Write the review page for the run in run_dir (local path or s3:// URI) to
-    out_dir/index.html (default: RUN_DIR/report/index.html) and return its path/URI."""
+    out_dir/index.html (default: RUN_DIR/report/index.html) and return its path/URI. The
+    scenes' keyframes are made first where missing or stale (`ensure_keyframes`) and linked
+    relative to out_dir."""
     films = read_table(run_dir, "films")
     scenes = read_table(run_dir, "scenes")
     shards = read_table(run_dir, "shards")
-    page = build_html(run_dir, films, scenes, shards)
     out_dir = out_dir or storage.join(run_dir, "report")
+    files = ensure_keyframes(run_dir, films, scenes)
+    page = build_html(run_dir, films, scenes, shards, files=files, page_dir=out_dir)
     storage.makedirs(out_dir)
     uri = storage.join(out_dir, "index.html")
     storage.write_bytes(uri, page.encode("utf-8"))
@@ -552,7 +780,15 @@ table.films tr.total td { color:var(--dim); border-top:1px solid var(--line); }
 .cmd-head .k { margin:0 6px 0 0; }
 .cmd pre { margin:6px 0 0; padding:8px; background:#151617; border:1px solid var(--line); white-space:pre-wrap;
   word-break:break-all; min-height:2.4em; }
-#command.empty { color:var(--dim); font-style:italic; }
+.cmd pre code.empty { color:var(--dim); font-style:italic; }
+.cmd .how { margin:8px 0 0; color:var(--dim); }
+.cmd .how b { color:var(--fg); font-weight:600; }
+.cmd .how button { margin-left:6px; padding:0 8px; }
+#paint-dir { background:#151617; color:var(--fg); border:1px solid #4a4d52; border-radius:3px; padding:1px 5px;
+  font:12px Menlo, Consolas, "DejaVu Sans Mono", monospace; }
+td.files { white-space:nowrap; font-size:12px; }
+td.files .abs { white-space:normal; color:var(--dim); max-width:18em; word-break:break-all; }
+td.files .abs code { font-size:10px; }
 button { background:#34373b; color:var(--fg); border:1px solid #4a4d52; border-radius:3px; padding:3px 10px;
   font:inherit; cursor:pointer; }
 button:hover:not(:disabled) { background:#3f4347; } button:disabled { opacity:.45; cursor:default; }
@@ -602,20 +838,52 @@ _JS = r"""
     return "'" + s.replace(/'/g, "'\"'\"'") + "'";
   }
 
-  function compose() {
+  var paintDir = document.getElementById("paint-dir");
+  var more = ["command-keyframes", "command-exemplars"].map(function (id) {
+    var el = document.getElementById(id);
+    return {box: el, hint: el.textContent, button: document.querySelector("button[data-for='" + id + "']")};
+  });
+
+  // The ticked scenes, per film in page order: {films: [...], scenes: {film: [n, ...]}};
+  // paintable: only the scenes that have a keyframe (not black/flat spans).
+  function ticked(paintable) {
     var films = [], scenes = {};
     boxes.forEach(function (b) {
-      var tr = b.closest("tr");
-      if (tr) tr.classList.toggle("ticked", b.checked);
-      if (!b.checked) return;
+      if (!b.checked || (paintable && b.getAttribute("data-paint") !== "1")) return;
       var f = b.getAttribute("data-film");
       if (!(f in scenes)) { scenes[f] = []; films.push(f); }
       scenes[f].push(b.getAttribute("data-scene"));
     });
-    return films.map(function (f) {
-      return "filmcolor reprocess " + config.runDir + " --film " + shq(f) +
-        scenes[f].map(function (n) { return " --scene " + n; }).join("");
+    return {films: films, scenes: scenes};
+  }
+
+  function sceneArgs(list) {
+    return list.map(function (n) { return " --scene " + n; }).join("");
+  }
+
+  function compose() {
+    boxes.forEach(function (b) {
+      var tr = b.closest("tr");
+      if (tr) tr.classList.toggle("ticked", b.checked);
+    });
+    var t = ticked(false);
+    return t.films.map(function (f) {
+      return "filmcolor reprocess " + config.runDir + " --film " + shq(f) + sceneArgs(t.scenes[f]);
     }).join(" &&\n");
+  }
+
+  function folder() {
+    return shq(paintDir.value.trim() || paintDir.defaultValue);
+  }
+
+  // [keyframes export command(s), the command that brings the painted keyframes back]
+  function composePaint() {
+    var t = ticked(true);
+    if (!t.films.length) return ["", ""];
+    return [t.films.map(function (f) {
+      return "filmcolor keyframes " + config.runDir + " --film " + shq(f) + sceneArgs(t.scenes[f]) +
+        " --out " + folder();
+    }).join(" &&\n"), "filmcolor reprocess " + config.runDir + " --exemplars " + folder()];
   }
 
   function update() {
@@ -624,9 +892,15 @@ _JS = r"""
     box.classList.toggle("empty", !cmd);
     copyBtn.disabled = !cmd;
     copied.textContent = "";
+    composePaint().forEach(function (text, k) {
+      var m = more[k];
+      m.box.textContent = text || m.hint;
+      m.box.classList.toggle("empty", !text);
+      m.button.disabled = !text;
+    });
   }
 
-  function fallbackCopy(text) {
+  function fallbackCopy(text, from) {
     var ta = document.createElement("textarea");
     ta.value = text; ta.setAttribute("readonly", "");
     ta.style.position = "fixed"; ta.style.left = "-9999px";
@@ -635,22 +909,27 @@ _JS = r"""
     try { ok = document.execCommand("copy"); } catch (e) { ok = false; }
     document.body.removeChild(ta);
     if (!ok) {  // leave the command selected so that Ctrl+C works
-      var r = document.createRange(); r.selectNodeContents(box);
+      var r = document.createRange(); r.selectNodeContents(from || box);
       var sel = window.getSelection(); sel.removeAllRanges(); sel.addRange(r);
     }
     copied.textContent = ok ? "copied" : "selected: press Ctrl+C";
   }
 
-  copyBtn.addEventListener("click", function () {
-    var text = compose();
+  function copy(text, from) {
     if (!text) return;
     if (navigator.clipboard && navigator.clipboard.writeText) {
       navigator.clipboard.writeText(text).then(function () { copied.textContent = "copied"; },
-                                               function () { fallbackCopy(text); });
+                                               function () { fallbackCopy(text, from); });
     } else {
-      fallbackCopy(text);
+      fallbackCopy(text, from);
     }
+  }
+
+  copyBtn.addEventListener("click", function () { copy(compose(), box); });
+  more.forEach(function (m, k) {
+    m.button.addEventListener("click", function () { copy(composePaint()[k], m.box); });
   });
+  paintDir.addEventListener("input", update);
   document.getElementById("tick-failed").addEventListener("click", function () {
     boxes.forEach(function (b) {
       var tr = b.closest("tr");
