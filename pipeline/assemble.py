@@ -367,6 +367,9 @@ def _replace_folder(staging: str, folder: str, output: str) -> None:
     import os
     import shutil
 
+    from pipeline import storage
+
+    storage.published_mode(staging)  # mkdtemp's 0700 (its files were made under the umask)
     old = None
     if os.path.exists(folder):
         old = folder + f".old-{os.getpid()}"

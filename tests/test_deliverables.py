@@ -74,6 +74,11 @@ def test_every_deliverable_keeps_count_rate_and_timecode(delivered):
         assert c.streams.video[0].codec_context.name == "prores"
     with av.open(outs[2]) as c:
         assert c.streams.video[0].codec_context.name == "h264"
+    mask = os.umask(0)
+    os.umask(mask)
+    for path in outs[:3] + [os.path.dirname(outs[3])]:  # not the private mode of a staging file
+        want = (0o777 if os.path.isdir(path) else 0o666) & ~mask
+        assert os.stat(path).st_mode & 0o777 == want, path
     graded = sorted(os.listdir(os.path.dirname(outs[3])))
     assert graded[0] == "reel1_00086400.tif" and len(graded) == 20  # the scan's own numbering
 

@@ -272,11 +272,21 @@ def publish(local_path: str, dest: str, sha256: str | None = None, part_size: in
     if os.path.dirname(os.path.abspath(local_path)) == os.path.dirname(os.path.abspath(dest)):
         with open(local_path, "rb+") as f:
             os.fsync(f.fileno())
+        published_mode(local_path)
         os.replace(local_path, dest)
     else:
         put_file(local_path, dest, sha256)
         os.remove(local_path)
     return sha256
+
+
+def published_mode(path: str) -> None:
+    """The permissions a new file or folder gets under this process's umask (0644 / 0755
+    usually): staging files are made private by mkstemp/mkdtemp (0600 / 0700), and a
+    deliverable renamed into place must not stay readable by its owner alone."""
+    mask = os.umask(0)
+    os.umask(mask)
+    os.chmod(path, (0o777 if os.path.isdir(path) else 0o666) & ~mask)
 
 
 def listdir(uri: str) -> list[str]:
