@@ -105,6 +105,7 @@ def assemble(info: FilmInfo, seg_spec: OutputSpec, spec: OutputSpec, segments: l
             vout.thread_type = "AUTO"  # ProRes slices, x264's own threads: output bytes do not depend on it
             vout.codec_context.time_base = info.time_base
         vout.time_base = info.time_base
+        vout.codec_context.framerate = rate  # the MOV muxer makes its tmcd track at this rate
         set_color_tags(vout.codec_context, spec)
         if src is not None:
             _copy_metadata(src.streams.video[0].metadata, vout.metadata)
@@ -240,7 +241,7 @@ def _other_packets(src, copies: dict, transcodes: dict) -> Iterator:
                         order += 1
 
 
-def publish_deliverable(info: FilmInfo, master_codec: str, codec: str, segments: list[tuple[Shard, str]],
+def publish_deliverable(info: FilmInfo, seg_codec: str, codec: str, segments: list[tuple[Shard, str]],
                         output: str, part_size: int | None = None) -> dict:
     """The assembly stage for one deliverable: the film's segments (run directory, local
     or S3) -> `output` (a container file, or a DPX/TIFF sequence pattern), built in staging
@@ -254,7 +255,7 @@ def publish_deliverable(info: FilmInfo, master_codec: str, codec: str, segments:
     from pipeline import fixity, storage
     from pipeline.codecs import is_sequence_output, muxer_for, output_spec, segment_spec
 
-    seg_spec = segment_spec(info, master_codec)
+    seg_spec = segment_spec(info, seg_codec)  # the segments' format: the master's, or this deliverable's own
     spec = dataclasses.replace(output_spec(info, codec), container=muxer_for(output))
     segs = [Segment(s, uri) for s, uri in segments]
     if is_sequence_output(output):
@@ -263,7 +264,8 @@ def publish_deliverable(info: FilmInfo, master_codec: str, codec: str, segments:
     try:
         warnings = assemble(info, seg_spec, spec, segs, staging)
         sha = storage.file_sha256(staging)
-        sidecars = fixity.sidecar_texts(staging, output)  # from the bytes about to be published
+        known = _known_framemd5(staging, info, seg_spec, spec, segs)
+        sidecars = fixity.sidecar_texts(staging, output, known)  # from the bytes about to be published
         qc = _qc(staging, output, spec, warnings)
         storage.publish(staging, output, sha, part_size)
         uris = fixity.store_sidecars(output, sidecars)
@@ -271,6 +273,31 @@ def publish_deliverable(info: FilmInfo, master_codec: str, codec: str, segments:
         if os.path.exists(staging):
             os.remove(staging)
     return {"warnings": warnings, "sha256": sha, "qc": qc, **uris}
+
+
+def _known_framemd5(staging: str, info: FilmInfo, seg_spec: OutputSpec, spec: OutputSpec,
+                    segs: list[Segment]) -> str | None:
+    """The master's framemd5 from the hashes its actors wrote beside lossless segments
+    whose packets it copied; None (decode instead) where any is missing or does not fit."""
+    from pipeline import fixity, storage
+    from pipeline.codecs import packed_size
+
+    if not (_copies(seg_spec, spec) and spec.codec == "ffv1"):
+        return None
+    md5s = []
+    for seg in segs:
+        uri = seg.path + ".md5"
+        try:
+            got = storage.read_bytes(uri).decode().split() if storage.exists(uri) else []
+        except (OSError, storage.StorageError, UnicodeDecodeError):
+            got = []
+        if len(got) != seg.shard.frames:
+            return None
+        md5s += got
+    try:
+        return fixity.framemd5_from_md5s(staging, md5s, packed_size(spec, info.width, info.height))
+    except FilmcolorError:
+        return None
 
 
 def _qc(path: str, output: str, spec: OutputSpec, warnings: list[str]) -> str:

@@ -143,6 +143,25 @@ def output_spec(info: FilmInfo, codec: str) -> OutputSpec:
     return OutputSpec("h264", "libx264", "yuv420p", 8, "420", "mp4", H264_OPTIONS, False, *video_tags)
 
 
+def segment_key(codec: str) -> str:
+    """Which segments a deliverable is made from: its own codec's (ProRes segments are
+    the mezzanine's packets; H.264's are lossless FFV1 in its pixel format, encoded once at
+    assembly), or for a DPX/TIFF sequence lossless FFV1 at the scan's depth."""
+    return "ffv1" if codec in SEQUENCE_CODECS else codec
+
+
+def extra_segment_keys(codecs: list[str]) -> list[str]:
+    """The segment formats the actors encode besides the master's, one per deliverable
+    format: colour once, encode each frame once per format, in parallel on the cluster."""
+    master = segment_key(codecs[0])
+    out = []
+    for c in codecs[1:]:
+        k = segment_key(c)
+        if k != master and k not in out:
+            out.append(k)
+    return out
+
+
 def segment_spec(info: FilmInfo, master_codec: str) -> OutputSpec:
     """What the actors encode segments in: the master's format; a sequence master is
     coloured into lossless FFV1 segments at the scan's depth and written out at assembly."""
@@ -263,6 +282,23 @@ def set_color_tags(ctx, spec: OutputSpec) -> None:
     ctx.color_range = 2 if spec.full_range else 1  # AVCOL_RANGE_JPEG / _MPEG
 
 
+def packed_md5(*planes: np.ndarray) -> str:
+    """md5 of planes as FFmpeg's rawvideo encoder packs a frame (no line padding; samples
+    of more than 8 bits little-endian, as the *le pixel formats store them): the hash a
+    framemd5 line carries for the decoded frame."""
+    import hashlib
+
+    h = hashlib.md5()
+    for p in planes:
+        h.update(np.ascontiguousarray(p if p.dtype == np.uint8 else p.astype("<u2", copy=False)).data)
+    return h.hexdigest()
+
+
+def packed_size(spec: OutputSpec, width: int, height: int) -> int:
+    cw, ch = spec.chroma_size(width, height)
+    return (width * height + 2 * cw * ch) * (1 if spec.bit_depth == 8 else 2)
+
+
 class SegmentWriter:
     """Encodes one shard's frames (planes in output code values) to a staging file."""
 
@@ -277,8 +313,12 @@ class SegmentWriter:
         set_color_tags(stream.codec_context, spec)
         self._stream = stream
         self._spec = spec
+        self.spec = spec
+        self.md5s: list[str] = []  # per frame: md5 of the planes packed as FFmpeg's rawvideo
 
     def write(self, y: np.ndarray, cb: np.ndarray, cr: np.ndarray) -> None:
+        if self._spec.codec == "ffv1":  # lossless: decoding gives these planes back
+            self.md5s.append(packed_md5(y, cb, cr))
         frame = make_frame(y, cb, cr, self._spec.pix_fmt)
         frame.pts = self.frames
         for packet in self._stream.encode(frame):

@@ -23,6 +23,7 @@ from dataclasses import dataclass, field
 from pipeline import cluster, log, storage
 from pipeline.storage import s3
 from pipeline.assemble import publish_deliverable
+from pipeline.codecs import extra_segment_keys, segment_key
 from pipeline.colorize import ColorizeStage, error_text, shard_row
 from pipeline.errors import FilmcolorError
 from pipeline.journal import Journal
@@ -79,6 +80,7 @@ def shard_record(s: Shard, model_info: dict, ex_shas: list[str], seg: str, attem
         "start_frame": s.start_frame, "end_frame": s.end_frame, "status": "pending", "error": "",
         "attempts": attempts, "model": model_info, "exemplar_sha256": [ex_shas[i] for i in s.exemplars],
         "segment_uri": seg, "segment_sha256": "", "frames": 0, "seconds": 0.0, "peak_rss_mb": None,
+        "segment_extras": [],
     }
 
 
@@ -95,6 +97,11 @@ def _shas(plan: FilmPlan) -> list[str]:
 
 def segment_uri(run_dir: str, s: Shard) -> str:
     return storage.join(segment_dir(run_dir, s.film_id), f"{s.index:05d}-{s.shard_id}.mkv")
+
+
+def extra_uri(segment: str, key: str) -> str:
+    """The segment of another deliverable format, beside the master's."""
+    return segment[:-len(".mkv")] + f".{key}.mkv"
 
 
 class Collection:
@@ -221,6 +228,7 @@ class Collection:
                         exemplar_frames=[g.frame for g in guides], segment_path=rec["segment_uri"],
                         info_path=film.plan.info_path)
         row["thumb_dir"] = thumb_dir(self.run_dir, s.film_id)
+        row["extra_segments"] = {k: extra_uri(rec["segment_uri"], k) for k in extra_segment_keys(p.codecs)}
         row["record"] = rec
         row["model"] = p.model
         row["journal_uri"] = self.journal.shard_uri(s.film_id, s.shard_id)
@@ -228,9 +236,12 @@ class Collection:
 
     def _reusable(self, old, s: Shard, film: _Film, seg: str) -> bool:
         shas = _shas(film.plan)
+        extras = dict(e.split("=", 1) for e in (old or {}).get("segment_extras") or [])
         return bool(old and old["status"] == "done" and old["model"] == self.model_infos[film.prep.model]
                     and old["exemplar_sha256"] == [shas[i] for i in s.exemplars]
-                    and storage.stored_sha256(seg) == old["segment_sha256"])
+                    and storage.stored_sha256(seg) == old["segment_sha256"]
+                    and all(k in extras and storage.stored_sha256(extra_uri(seg, k)) == extras[k]
+                            for k in extra_segment_keys(film.prep.codecs)))
 
     def _coloured(self, row: dict, result: dict | None, error: str) -> None:
         film = self.films[row["film_id"]]
@@ -257,13 +268,18 @@ class Collection:
         film.status = "assembling"
         film.t_asm = time.perf_counter()
         shards = sorted(film.plan.shards, key=lambda s: s.index)
-        segs = [(s, film.records[s.shard_id]["segment_uri"]) for s in shards]
+        master = [(s, film.records[s.shard_id]["segment_uri"]) for s in shards]
         # The driver's part-size setting, as data: the task's process has the run's env.
         forced = os.environ.get(s3.ENV_PART_SIZE)
         p = film.prep
         film.delivered, film.assembling = {}, len(p.outputs)
+        master_key = segment_key(p.codec)
         for k, (output, codec) in enumerate(zip(p.outputs, p.codecs)):
-            self.refs[cluster.run_task(publish_deliverable, p.info, p.codec, codec, segs, output,
+            key = segment_key(codec)
+            # the master's segments, or those the actors encoded in this deliverable's format
+            seg_codec, segs = (p.codec, master) if key == master_key else \
+                (key, [(s, extra_uri(uri, key)) for s, uri in master])
+            self.refs[cluster.run_task(publish_deliverable, p.info, seg_codec, codec, segs, output,
                                        int(forced) if forced else None, here=True)] = ("assemble", (p.film_id, k))
 
     def _assembled(self, fid: str, k: int, ref) -> None:

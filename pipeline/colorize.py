@@ -20,7 +20,7 @@ import numpy as np
 
 from pipeline import log
 from pipeline import storage
-from pipeline.codecs import SegmentWriter, chroma_to_code, convert_luma, segment_spec
+from pipeline.codecs import SegmentWriter, chroma_to_code, convert_luma, convert_planes, segment_spec
 from pipeline.exemplar import load_rgb, make_exemplar
 from pipeline.io import FilmInfo, iter_luma, load_info, luma_to_float, probe
 from pipeline.model import create
@@ -65,6 +65,7 @@ class ColorizeStage:
         self._models: dict = {}
         self._films: dict[str, FilmInfo] = {}
         self._images: dict[str, tuple[np.ndarray, str]] = {}
+        self._md5s: list[str] = []  # of the last segment's frames (lossless segments only)
 
     def setup(self) -> None:
         storage.sweep_scratch()  # what killed actors on this node left behind
@@ -83,13 +84,20 @@ class ColorizeStage:
             # Built in local scratch (or beside a local run dir), checksummed, then stored
             # at its URI whole: a segment is either complete in the run dir or absent.
             staging = storage.staging_path(row["segment_path"], ".mkv")
+            extra = row.get("extra_segments") or {}  # the film's other deliverable formats
+            extra_staging = {k: storage.staging_path(uri, ".mkv") for k, uri in extra.items()}
             try:
-                frames = self._colour_shard(row, staging)
+                frames = self._colour_shard(row, staging, extra_staging)
+                # the others first: a durable master segment (the journal's row) means all are
+                extras = [f"{k}={storage.publish(extra_staging[k], uri)}" for k, uri in extra.items()]
+                if self._md5s:  # the frames' hashes, for the master's framemd5 (no decoding again)
+                    storage.write_bytes(row["segment_path"] + ".md5", "\n".join(self._md5s).encode())
                 sha = storage.publish(staging, row["segment_path"])
             finally:
-                if os.path.exists(staging):
-                    os.remove(staging)
-            result.update(status="done", frames=frames, segment_sha256=sha)
+                for path in [staging, *extra_staging.values()]:
+                    if os.path.exists(path):
+                        os.remove(path)
+            result.update(status="done", frames=frames, segment_sha256=sha, segment_extras=extras)
         except Exception as exc:  # noqa: BLE001 - recorded in the run record, never raised to Ray
             log.debug("shard %s failed: %s", row["shard_id"], traceback.format_exc())
             result["error"] = error_text(exc)
@@ -129,7 +137,7 @@ class ColorizeStage:
             self._images[uri] = load_rgb(uri)
         return self._images[uri]
 
-    def _colour_shard(self, row: dict, segment_file: str) -> int:
+    def _colour_shard(self, row: dict, segment_file: str, extra_files: dict[str, str]) -> int:
         name = row.get("model") or self.cfg.model  # a manifest may give a film its own model
         if name not in self._models:
             self._models[name] = self._create(name)
@@ -147,7 +155,7 @@ class ColorizeStage:
         ahead = {f for r in forward for f in r.frames if shard.start_frame <= f < shard.end_frame}
         chroma = self._backward(info, shard, row, [r for r in runs if not _ascending(r.frames)], ahead, size,
                                 spec.matrix)
-        return self._encode(info, spec, shard, row, forward, chroma, size, segment_file)
+        return self._encode(info, spec, shard, row, forward, chroma, size, segment_file, extra_files)
 
     def _exemplars(self, row: dict, run: Run, size, matrix) -> list:
         out = []
@@ -174,9 +182,12 @@ class ColorizeStage:
                     out[i] = c.astype(np.float16)  # half the memory, ample precision
         return out
 
-    def _encode(self, info, spec, shard, row, forward: list[Run], chroma, size, segment_file: str) -> int:
+    def _encode(self, info, spec, shard, row, forward: list[Run], chroma, size, segment_file: str,
+                extra_files: dict[str, str]) -> int:
         """Pass 2: decode once at full resolution; forward runs step the model live; the
-        input luma is kept as is and chroma is guided up to the chroma planes."""
+        input luma is kept as is and chroma is guided up to the chroma planes. Each frame
+        is encoded into the master's segment and, converted from the master's planes, into
+        one segment per other deliverable format (`extra_files`: key -> staging path)."""
         cw, ch = spec.chroma_size(info.width, info.height)
         neutral = np.zeros((2, ch, cw), np.float32)
         starts = {r.frames[0]: r for r in forward}
@@ -184,7 +195,10 @@ class ColorizeStage:
         covered = {f for r in forward for f in r.frames}
         first = min([shard.start_frame] + list(starts))
         writer = SegmentWriter(segment_file, spec, info.width, info.height, threads=self.cfg.threads)
+        others = {}
         try:
+            for k, path in extra_files.items():
+                others[k] = SegmentWriter(path, segment_spec(info, k), info.width, info.height, threads=self.cfg.threads)
             pending = 0
             for i, y in iter_luma(info, first, shard.end_frame):
                 lo = None
@@ -206,7 +220,10 @@ class ColorizeStage:
                         lo = work_luma(y, info, size)
                     c = guided_upsample(c_lo, lo, downsize(luma_to_float(y, info), (cw, ch)))
                 code = chroma_to_code(c, spec)
-                writer.write(convert_luma(y, info, spec), code[0], code[1])
+                y_out = convert_luma(y, info, spec)
+                writer.write(y_out, code[0], code[1])
+                for w in others.values():
+                    w.write(*convert_planes(y_out, code[0], code[1], spec, w.spec))
                 if i in thumbs:
                     try:
                         write_thumbs(row["thumb_dir"], i, luma_to_float(y, info), c, spec.matrix)
@@ -218,9 +235,13 @@ class ColorizeStage:
                 if pending % 25 == 0:
                     self.progress(shard.film_id, shard.shard_id, pending)
             writer.close()
+            for w in others.values():
+                w.close()
+            self._md5s = writer.md5s
             self.progress(shard.film_id, shard.shard_id, pending)
         except BaseException:
-            writer.abort()
+            for w in [writer, *others.values()]:
+                w.abort()
             raise
         if writer.frames != shard.frames:
             raise RuntimeError(f"segment has {writer.frames} frames, expected {shard.frames}")

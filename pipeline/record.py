@@ -22,6 +22,9 @@ SHARDS_SCHEMA = pa.schema([
     ("attempts", pa.int32()), ("model", MODEL_TYPE), ("exemplar_sha256", pa.list_(pa.string())),
     ("segment_uri", pa.string()), ("segment_sha256", pa.string()), ("frames", pa.int64()), ("seconds", pa.float64()),
     ("peak_rss_mb", pa.float64()),  # of the actor process when the shard finished
+    # Segments of the film's other deliverable formats, made from the same colouring:
+    # "KEY=sha256" each (pipeline.codecs.extra_segment_keys), beside segment_uri.
+    ("segment_extras", pa.list_(pa.string())),
 ])
 
 SCENES_SCHEMA = pa.schema([
