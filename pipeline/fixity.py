@@ -219,6 +219,17 @@ class _Sync:
         return pts
 
 
+def _timing(container, vs) -> tuple[Fraction, Fraction, int]:
+    """(the framemd5's time base: 1 / the stream's rate, the stream's time base, the start
+    offset in it), as the ffmpeg command line derives them."""
+    rate = vs.guessed_rate
+    rate = Fraction(rate) if rate and rate > 0 else DEFAULT_RATE
+    in_tb = Fraction(vs.time_base)
+    start = container.start_time
+    offset = _rescale(-start, AV_TIME_BASE, in_tb) if start is not None else 0
+    return 1 / rate, in_tb, offset
+
+
 def _container_hashes(path: str) -> tuple[str, Iterator[FrameHash]]:
     from pipeline.io.container import open_input
 
@@ -228,12 +239,7 @@ def _container_hashes(path: str) -> tuple[str, Iterator[FrameHash]]:
             raise FixityError(f"{path}: has no video stream")
         vs = container.streams.video[0]
         vs.thread_type = "AUTO"
-        rate = vs.guessed_rate
-        rate = Fraction(rate) if rate and rate > 0 else DEFAULT_RATE
-        enc_tb = 1 / rate
-        in_tb = Fraction(vs.time_base)
-        start = container.start_time
-        offset = _rescale(-start, AV_TIME_BASE, in_tb) if start is not None else 0
+        enc_tb, in_tb, offset = _timing(container, vs)
         frames = container.decode(vs)
         try:
             first = next(frames)
@@ -322,12 +328,7 @@ def framemd5_from_md5s(path: str, md5s: list[str], size: int) -> str:
 
     with open_input(path) as container:
         vs = container.streams.video[0]
-        rate = vs.guessed_rate
-        rate = Fraction(rate) if rate and rate > 0 else DEFAULT_RATE
-        enc_tb = 1 / rate
-        in_tb = Fraction(vs.time_base)
-        start = container.start_time
-        offset = _rescale(-start, AV_TIME_BASE, in_tb) if start is not None else 0
+        enc_tb, in_tb, offset = _timing(container, vs)
         sar = _sar(vs.sample_aspect_ratio, vs.codec_context.sample_aspect_ratio)
         header = _header(enc_tb, vs.codec_context.width, vs.codec_context.height, sar)
         sync = _Sync(in_tb, enc_tb, offset)

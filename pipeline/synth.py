@@ -82,6 +82,17 @@ def render_scene(scene: SynthScene, width: int, height: int) -> list[np.ndarray]
     return out
 
 
+def render_scenes(scenes: list[SynthScene], width: int, height: int) -> tuple[list[np.ndarray], list[int]]:
+    """(RGB frames of all scenes one after another, frame indices where scenes 2.. start)."""
+    frames: list[np.ndarray] = []
+    cuts: list[int] = []
+    for sc in scenes:
+        if frames:
+            cuts.append(len(frames))
+        frames.extend(render_scene(sc, width, height))
+    return frames, cuts
+
+
 def rgb_to_ycbcr(rgb: np.ndarray, matrix: str = "bt601") -> np.ndarray:
     """H x W x 3 uint8 RGB -> 3 x H x W float32: Y' in [0,1], Cb/Cr in [-0.5, 0.5]."""
     return colour.rgb_to_ycbcr(rgb.astype(np.float32) / 255.0, matrix)
@@ -116,12 +127,7 @@ def write_film(
 
     pix_fmt: gray/gray10le, or yuv4xxp(10le) with neutral chroma. vfr: frame durations alternate
     1 and 2 ticks of 1/(2*rate), like a film with dropped/held frames."""
-    frames: list[np.ndarray] = []
-    cuts: list[int] = []
-    for sc in scenes:
-        if frames:
-            cuts.append(len(frames))
-        frames.extend(render_scene(sc, width, height))
+    frames, cuts = render_scenes(scenes, width, height)
     depth = next((d for d in (10, 12, 16) if f"{d}le" in pix_fmt or f"{d}be" in pix_fmt), 8)
     tb = Fraction(1, 2 * rate) if vfr else Fraction(1, rate)
     pts, t = [], 0
@@ -215,12 +221,7 @@ def write_sequence(
     from pipeline.scenes.export import format_timecode, parse_timecode
 
     os.makedirs(folder, exist_ok=True)
-    frames: list[np.ndarray] = []
-    cuts: list[int] = []
-    for sc in scenes:
-        if frames:
-            cuts.append(len(frames))
-        frames.extend(render_scene(sc, width, height))
+    frames, cuts = render_scenes(scenes, width, height)
     fps = max(1, round(rate)) if rate else 24
     start = parse_timecode(timecode, fps) if timecode else None
     for i, frame in enumerate(frames):
