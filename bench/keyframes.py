@@ -2,8 +2,8 @@
 
     python bench/keyframes.py [--scenes 40 --frames-per-scene 6 --size 2048x1536]
 
-Makes (cached in bench/out/keyframes/) a 10-bit gray FFV1 film of --scenes hard-cut shots
-(pipeline.synth), colours it once with `--model flow` (the record is what matters here),
+Makes (cached in bench/out/keyframes/) a 10-bit luma DPX scan of --scenes hard-cut shots
+(pipeline.synth, one file per frame as archives scan), colours it once with `--model flow` (the record is what matters here),
 then times, each a real CLI subprocess:
   - `filmcolor keyframes RUN_DIR --out DIR` (only the keyframes are read),
   - the same with --coloured (plus the master's frame per scene),
@@ -43,11 +43,13 @@ def main() -> None:
     ap.add_argument("--size", default="2048x1536")
     a = ap.parse_args()
     from pipeline.io import iter_luma, probe
-    from pipeline.synth import SynthScene, write_film
+    from fractions import Fraction
+
+    from pipeline.synth import SynthScene, write_sequence
 
     w, h = (int(x) for x in a.size.split("x"))
-    d = os.path.join(CACHE, f"{a.scenes}s-{a.frames_per_scene}f-{w}x{h}")
-    film = os.path.join(d, "film.mkv")
+    d = os.path.join(CACHE, f"dpx-{a.scenes}s-{a.frames_per_scene}f-{w}x{h}")
+    film = os.path.join(d, "scan")
     out = os.path.join(d, "out.mkv")
     run_dir = os.path.join(d, "out.filmcolor-run")
     if not os.path.exists(os.path.join(run_dir, "films.parquet")):
@@ -55,7 +57,7 @@ def main() -> None:
         os.makedirs(d)
         shots = [SynthScene(PHOTOS[k % len(PHOTOS)], a.frames_per_scene, pan=(4.0 * (-1) ** k, 2.0 * (k % 3 - 1)),
                             zoom=0.01 * (k % 4)) for k in range(a.scenes)]
-        write_film(film, shots, w, h, pix_fmt="gray10le", audio=False)
+        write_sequence(film, shots, w, h, 10, ".dpx", rate=Fraction(24), timecode="01:00:00:00")
         cli("colorize", film, out, "--model", "flow", "--no-report")
     n = probe(film).frame_count
     rows = []
@@ -74,7 +76,7 @@ def main() -> None:
         pass
     rows.append(("plain decode of the whole film (this process)", time.perf_counter() - t0))
     files = len([f for f in os.listdir(os.path.join(d, "k1")) if f.endswith(".png")])
-    print(f"\n{a.scenes} scenes, {n} frames {w}x{h} 10-bit FFV1; {files} files per plain export")
+    print(f"\n{a.scenes} scenes, {n} frames {w}x{h} 10-bit DPX; {files} files per plain export")
     for what, secs in rows:
         print(f"{what:48s} {secs:7.1f} s")
 

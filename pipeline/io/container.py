@@ -233,11 +233,13 @@ def _decode_range(info: FilmInfo, start: int, end: int, seek: bool):
     want_first = info.frame_pts[start]
     with open_input(info.path) as container:
         vs = container.streams.video[0]
-        vs.thread_type = "AUTO"
+        # Frame threads hold back a frame per thread before the first comes out: for a
+        # few frames (a keyframe, a probe, a similarity sample) slice threads only.
+        vs.thread_type = "SLICE" if end - start <= 4 else "AUTO"
         if seek:
             container.seek(want_first, stream=vs, backward=True, any_frame=False)
         expected = start
-        for frame in container.decode(vs):
+        for frame in _frames_from(container, vs, want_first):
             if frame.pts is None or frame.pts < want_first:
                 continue
             if expected == start and frame.pts != want_first:
@@ -250,6 +252,27 @@ def _decode_range(info: FilmInfo, start: int, end: int, seek: bool):
             if expected == end:
                 return
     raise InputError(f"{info.path}: stream ends at frame {expected}, expected {end}")
+
+
+def _frames_from(container, vs, want_first: int):
+    """Decoded frames from where the demuxer stands. Matroska's cues index clusters, so a
+    seek lands up to a cluster (~5 s) early; for a codec whose packets come in
+    presentation order (FFV1, ProRes, DPX ... not H.264 with B-frames), packets before the
+    wanted one are decoded only back to the last keyframe before it: an intra-only 2K
+    film gives one frame for one decode instead of a cluster's worth."""
+    if vs.codec_context.codec.reorder:
+        yield from container.decode(vs)
+        return
+    pending = []  # packets before the wanted frame, from their last keyframe on
+    for pkt in container.demux(vs):
+        if pkt.size and pkt.pts is not None and pkt.pts < want_first:
+            pending = [pkt] if pkt.is_keyframe else pending + [pkt]
+            continue
+        if pending and not (pkt.size and pkt.is_keyframe):
+            for old in pending:
+                yield from old.decode()
+        pending = []
+        yield from pkt.decode()  # an empty packet at the end flushes the decoder
 
 
 def iter_luma(info: FilmInfo, start: int, end: int) -> Iterator[tuple[int, np.ndarray]]:
