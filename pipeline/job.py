@@ -121,7 +121,6 @@ def _where(path: str) -> str:
 def _check_sequence_output(output: str) -> None:
     """A sequence deliverable gets a folder of its own: new, or one holding only an earlier
     delivery of the same sequence (which it replaces)."""
-    import re
 
     folder = storage.parent(output)
     if storage.is_s3(output):
@@ -133,9 +132,9 @@ def _check_sequence_output(output: str) -> None:
     if not os.access(parent, os.W_OK):
         raise InputError(f"{output}: output directory {parent} is not writable")
     if os.path.exists(folder):
-        base = os.path.basename(output)
-        m = re.search(r"%0?\d*d", base)
-        rx = re.compile("^" + re.escape(base[:m.start()]) + r"\d+" + re.escape(base[m.end():]) + "$")
+        from pipeline.io.sequence import pattern_regex
+
+        rx = pattern_regex(os.path.basename(output))
         other = [n for n in sorted(os.listdir(folder)) if not rx.match(n)]
         if other:
             raise InputError(f"{output}: the folder {folder} holds other files ({other[0]}); a sequence "
@@ -375,11 +374,9 @@ def _painted_in(folders: list[tuple[str, bool]], film: dict, run_dir: str):
     if not folders:
         return [], []
     from pipeline import keyframes
-    from pipeline.io import load_info, parse_rate
-    from pipeline.plan import segment_dir
+    from pipeline.plan import recorded_info
 
-    info_uri = storage.join(segment_dir(run_dir, film["film_id"]), "film-info.json")
-    info = load_info(info_uri) if storage.exists(info_uri) else probe(film["input"], parse_rate(_sequence_rate(film)))
+    info = recorded_info(run_dir, film)
     ex, hi = [], []
     for folder, hints_only in folders:
         e, h = keyframes.specs(keyframes.collect(folder, film["film_id"], info, hints_only=hints_only))

@@ -98,8 +98,7 @@ def keyframes_of_run(run_dir: str, scenes: list[int], film: str | None) -> list[
     """(film row, FilmInfo, keyframes) of a recorded run: the scene table says where the
     scenes are and which frame each exemplar shows."""
     from pipeline.guidance import GuidanceConfig, pick_keyframe
-    from pipeline.io import load_info, probe
-    from pipeline.plan import segment_dir
+    from pipeline.plan import recorded_info
     from pipeline.record import read_table
     from pipeline.scenes.export import timecode_of
     from pipeline.scenes.scan import Scene
@@ -110,8 +109,7 @@ def keyframes_of_run(run_dir: str, scenes: list[int], film: str | None) -> list[
     rows = read_table(run_dir, "scenes")
     out = []
     for f in films:
-        info_uri = storage.join(segment_dir(run_dir, f["film_id"]), "film-info.json")
-        info = load_info(info_uri) if storage.exists(info_uri) else probe(f["input"])
+        info = recorded_info(run_dir, f)
         picked = []
         for r in sorted((r for r in rows if r["film_id"] == f["film_id"]), key=lambda r: r["scene"]):
             if (scenes and r["scene"] not in scenes) or r["low_variability"]:

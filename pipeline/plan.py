@@ -69,6 +69,18 @@ def segment_dir(run_dir: str, film_id: str) -> str:
     return join_inside(run_dir, "segments", film_id)
 
 
+def recorded_info(run_dir: str, film: dict) -> FilmInfo:
+    """A recorded film's probe result: the one its plan saved beside the segments, else
+    the input probed again (at the rate an image sequence was run at)."""
+    from pipeline.io import load_info, parse_rate, probe
+    from pipeline.io.sequence import is_sequence
+
+    uri = storage.join(segment_dir(run_dir, film["film_id"]), "film-info.json")
+    if storage.exists(uri):
+        return load_info(uri)
+    return probe(film["input"], parse_rate(film.get("rate") if is_sequence(film["input"]) else None))
+
+
 def plan_key(film: PreparedFilm, scene_cfg, plan_cfg: PlanConfig, guidance: GuidanceConfig) -> str:
     """What the plan depends on: the film's frames, the exemplars, the scan and plan settings."""
     ident = {"pts": hashlib.sha256(json.dumps(film.info.frame_pts).encode()).hexdigest(),

@@ -63,10 +63,16 @@ def _folder_and_pattern(path: str) -> tuple[str, re.Pattern | None, str]:
     m = _PATTERN.search(base)
     if m is None:  # one image file: a one-frame sequence
         return folder, re.compile("^" + re.escape(base) + "$"), path
+    return folder, pattern_regex(base), path
+
+
+def pattern_regex(base: str) -> re.Pattern:
+    """The file names a printf pattern (`reel1_%08d.dpx`) stands for; group 1 the number."""
+    m = _PATTERN.search(base)
     width = int(m.group(2) or 0)
     digits = rf"(\d{{{width},}})" if m.group(1) and width else r"(\d+)"
     rx = "^" + re.escape(base[:m.start()]) + digits + re.escape(base[m.end():]) + "$"
-    return folder, re.compile(rx, re.IGNORECASE), path
+    return re.compile(rx, re.IGNORECASE)
 
 
 def list_frames(path: str) -> tuple[str, list[_Frame], str]:
